@@ -1,0 +1,1 @@
+"""Ops whose bodies are graphs."""

@@ -1,0 +1,303 @@
+"""``function()``: the pipeline from user graph to callable, and the compiled ``Function``.
+
+    spec = normalize(...)            what the user asked for (In, Out, updates, givens)
+    fgraph = build_graph(spec)       one FunctionGraph: outputs, then update values
+    fgraph = rewrite(fgraph, mode)   flowc.pipeline.PIPELINE
+    kernels = lower(fgraph, mode)    flowc.kernels: one kernel per node
+    plan = make_plan(fgraph, kernels)  flowc.sched: order and buffer lifetimes
+    Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+
+from flowc.config import config
+from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
+from flowc.graph.fg import FunctionGraph
+from flowc.kernels import lower
+from flowc.pipeline import resolve_mode, rewrite
+from flowc.sched import execute, make_plan
+from flowc.sharedvar import SharedVariable
+from flowc.tensor.var import as_tensor_variable
+
+
+class UnusedInputError(ValueError):
+    """An input of ``function`` is not used by any output or update."""
+
+
+class In:
+    """An input with options: a ``value`` makes it optional, ``name`` a keyword."""
+
+    def __init__(self, variable, name=None, value=None, borrow=False, allow_downcast=None,
+                 mutable=False):
+        if not isinstance(variable, Variable):
+            raise TypeError(f"In() wraps a symbolic variable, got {type(variable).__name__}")
+        if isinstance(variable, Constant):
+            raise TypeError(f"In(): {variable} is a constant, not an input")
+        self.variable = variable
+        self.name = name if name is not None else variable.name
+        self.has_default = value is not None
+        self.value = value
+        self.borrow = borrow
+        self.allow_downcast = allow_downcast
+        self.mutable = mutable
+
+
+class Out:
+    """An output with options: ``borrow=True`` may return internal storage."""
+
+    def __init__(self, variable, borrow=False):
+        self.variable = as_tensor_variable(variable)
+        self.borrow = borrow
+
+
+@dataclasses.dataclass
+class FunctionSpec:
+    """What the user asked for, normalized; kept to recompile after unpickling."""
+
+    inputs: list[In]
+    outputs: list[Out]
+    output_keys: list | None  # dict keys, if outputs was a dict
+    single_output: bool
+    updates: list[tuple[SharedVariable, Variable]]
+    givens: list[tuple[Variable, Variable]]
+    mode: str
+    name: str | None
+    on_unused_input: str
+    allow_input_downcast: bool | None
+
+
+def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
+             on_unused_input=None, allow_input_downcast=None, profile=False,
+             no_default_updates=False):
+    """Compile ``outputs`` (a variable, list or dict) as a function of ``inputs``.
+
+    ``updates`` (pairs or a dict) give new values of shared variables, applied
+    after the outputs are computed; ``givens`` substitutes variables in the graph.
+
+    >>> import flowc, flowc.tensor as T
+    >>> x, y = T.dscalars("x", "y")
+    >>> f = flowc.function([x, y], x * y + x)
+    >>> float(f(2.0, 3.0))
+    8.0
+    """
+    if profile:
+        warnings.warn("profile=True: per-node timing is not collected yet", stacklevel=2)
+    spec = normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
+                     allow_input_downcast)
+    return compile_spec(spec)
+
+
+def compile_spec(spec: FunctionSpec) -> Function:
+    """Run the pipeline stages on a normalized spec."""
+    start = time.perf_counter()
+    fgraph, shared_inputs = build_graph(spec)
+    fgraph = rewrite(fgraph, spec.mode)
+    kernels = lower(fgraph, spec.mode)
+    plan = make_plan(fgraph, kernels)
+    fn = Function(spec, fgraph, shared_inputs, kernels, plan)
+    fn.compile_seconds = time.perf_counter() - start
+    if spec.mode == "check":
+        from flowc.checking import CheckedFunction
+
+        return CheckedFunction(fn)
+    return fn
+
+
+def _as_pairs(mapping, what):
+    if mapping is None:
+        return []
+    if isinstance(mapping, dict):
+        return list(mapping.items())
+    pairs = list(mapping)
+    for p in pairs:
+        if not (isinstance(p, (tuple, list)) and len(p) == 2):
+            raise TypeError(f"{what} must be a dict or a list of (variable, value) pairs")
+    return [tuple(p) for p in pairs]
+
+
+def normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
+              allow_input_downcast) -> FunctionSpec:
+    """Check the arguments of ``function`` and put them in one shape."""
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"function: inputs must be a list, got {type(inputs).__name__}")
+    ins = [x if isinstance(x, In) else In(x) for x in inputs]
+    seen = set()
+    for i in ins:
+        if isinstance(i.variable, SharedVariable):
+            raise TypeError(f"function: shared variable {i.variable} cannot be an explicit "
+                            f"input; it is an implicit one")
+        if i.variable in seen:
+            raise ValueError(f"function: input {i.variable} is given twice")
+        seen.add(i.variable)
+    keys, single = None, False
+    if outputs is None:
+        outs = []
+    elif isinstance(outputs, dict):
+        keys = list(outputs)
+        outs = list(outputs.values())
+    elif isinstance(outputs, (list, tuple)):
+        outs = list(outputs)
+    else:
+        outs, single = [outputs], True
+    outs = [o if isinstance(o, Out) else Out(o) for o in outs]
+    ups = []
+    for target, value in _as_pairs(updates, "updates"):
+        if not isinstance(target, SharedVariable):
+            raise TypeError(f"function: update target {target} is not a shared variable; "
+                            f"only shared variables can be updated")
+        value = as_tensor_variable(value)
+        if value.ndim != target.ndim:
+            raise TypeError(f"function: the update of {target} has {value.ndim} dims, "
+                            f"{target} has {target.ndim}")
+        if value.dtype != target.dtype:
+            raise TypeError(f"function: the update of {target} ({target.dtype}) is of dtype "
+                            f"{value.dtype}; cast it, e.g. with T.cast(value, "
+                            f"'{target.dtype}')")
+        if any(t is target for t, _ in ups):
+            raise ValueError(f"function: {target} is updated twice")
+        ups.append((target, value))
+    gv = []
+    for var, value in _as_pairs(givens, "givens"):
+        value = as_tensor_variable(value)
+        if not isinstance(var, Variable):
+            raise TypeError(f"givens: key {var!r} is not a symbolic variable")
+        if value.ndim != var.ndim or value.dtype != var.dtype:
+            raise TypeError(f"givens: {var} ({var.type}) cannot be replaced by {value} "
+                            f"({value.type})")
+        gv.append((var, value))
+    policy = on_unused_input or config.on_unused_input
+    if policy not in ("raise", "warn", "ignore"):
+        raise ValueError(f"on_unused_input must be raise, warn or ignore, got {policy!r}")
+    return FunctionSpec(ins, outs, keys, single, ups, gv, resolve_mode(mode), name, policy,
+                        allow_input_downcast)
+
+
+def build_graph(spec: FunctionSpec):
+    """The FunctionGraph of outputs then update values, over explicit then shared inputs."""
+    targets = [o.variable for o in spec.outputs] + [v for _, v in spec.updates]
+    if spec.givens:
+        targets = clone_replace(targets, dict(spec.givens))
+    explicit = [i.variable for i in spec.inputs]
+    used = set(graph_inputs(targets))
+    for i in spec.inputs:
+        if i.variable not in used:
+            msg = (f"function: input {i.variable} is not used to compute any output or "
+                   f"update (pass on_unused_input='ignore' to allow this)")
+            if spec.on_unused_input == "raise":
+                raise UnusedInputError(msg)
+            if spec.on_unused_input == "warn":
+                warnings.warn(msg, stacklevel=4)
+    shared_inputs = [v for v in graph_inputs(targets) if isinstance(v, SharedVariable)]
+    fgraph = FunctionGraph(explicit + shared_inputs, targets, clone=True)
+    return fgraph, shared_inputs
+
+
+class Function:
+    """A compiled function: call it with the inputs' values (positionally or by name)."""
+
+    def __init__(self, spec, fgraph, shared_inputs, kernels, plan):
+        self.spec = spec
+        self.fgraph = fgraph
+        self.maker = self  # Theano's f.maker.fgraph
+        self.shared_inputs = shared_inputs
+        self.kernels = kernels
+        self.plan = plan
+        self.name = spec.name
+        self.fallback_ops = sorted({str(k.node.op) for k in kernels if k.backend == "py"})
+        self._n_out = len(spec.outputs)
+        self._by_name = {i.name: k for k, i in enumerate(spec.inputs) if i.name}
+        self._inputs = [(i, i.variable.type, i.variable.name or f"#{k}")
+                        for k, i in enumerate(spec.inputs)]
+
+    def __repr__(self):
+        return f"<flowc.Function {self.name or ''} of {len(self.spec.inputs)} inputs>"
+
+    def __call__(self, *args, **kwargs):
+        values = self._bind(args, kwargs)
+        values += [s.get_value(borrow=True) for s in self.shared_inputs]
+        results = execute(self.plan, self.kernels, values)
+        outs, new = results[: self._n_out], results[self._n_out:]
+        outs = [self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs,
+                                                                strict=True)]
+        new = [self._own(v, False, values) for v in new]
+        for (target, _), value in zip(self.spec.updates, new, strict=True):
+            target._store(value)
+        if self.spec.output_keys is not None:
+            return dict(zip(self.spec.output_keys, outs, strict=True))
+        if self.spec.single_output:
+            return outs[0]
+        return outs
+
+    def _bind(self, args, kwargs) -> list:
+        n = len(self._inputs)
+        if len(args) > n:
+            raise TypeError(f"{self._label()} takes {n} inputs "
+                            f"({', '.join(w for _, _, w in self._inputs)}), got {len(args)}")
+        given = list(args) + [_MISSING] * (n - len(args))
+        for key, value in kwargs.items():
+            k = self._by_name.get(key)
+            if k is None:
+                raise TypeError(f"{self._label()} has no input named {key!r}")
+            if given[k] is not _MISSING:
+                raise TypeError(f"{self._label()} got input {key!r} twice")
+            given[k] = value
+        out = []
+        for value, (inp, ttype, what) in zip(given, self._inputs, strict=True):
+            if value is _MISSING:
+                if not inp.has_default:
+                    raise TypeError(f"{self._label()}: missing a value for input {what}")
+                value = inp.value
+            allow = inp.allow_downcast
+            if allow is None:
+                allow = self.spec.allow_input_downcast
+            if allow is None:
+                # Theano: a Python float may be downcast to floatX.
+                allow = isinstance(value, float) and ttype.dtype == config.floatX
+            out.append(ttype.filter(value, what=f"{self._label()}: input {what}",
+                                    allow_downcast=bool(allow)))
+        return out
+
+    def _label(self):
+        return f"function {self.name}" if self.name else "function"
+
+    @staticmethod
+    def _own(value, borrow, inputs):
+        """A value the caller may keep: copied if it aliases an input or shared storage."""
+        value = np.asarray(value)
+        if borrow:
+            return value
+        if not value.flags.writeable or any(
+            np.may_share_memory(value, i) for i in inputs if isinstance(i, np.ndarray)
+        ):
+            return value.copy()
+        return value
+
+    def __reduce__(self):
+        return (compile_spec, (self.spec,))
+
+    def copy(self):
+        return compile_spec(self.spec)
+
+
+_MISSING = object()
+
+_eval_cache: dict = {}
+
+
+def eval_variable(var, inputs_to_values: dict):
+    """Compute ``var`` given ``{input: value}``; the compiled function is cached."""
+    ins = list(inputs_to_values)
+    key = (var, tuple(ins))
+    fn = _eval_cache.get(key)
+    if fn is None:
+        fn = function(ins, var, on_unused_input="ignore")
+        if len(_eval_cache) > 256:
+            _eval_cache.clear()
+        _eval_cache[key] = fn
+    return fn(*inputs_to_values.values())
