@@ -1,7 +1,7 @@
 """flowc: a compiler and runtime for array programs written as symbolic graphs.
 
-    import flowc as th
-    import flowc.tensor as T
+import flowc as th
+import flowc.tensor as T
 """
 
 import sys as _sys

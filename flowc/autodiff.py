@@ -29,8 +29,14 @@ def _as_list(x):
     return (list(x), True) if isinstance(x, (list, tuple)) else ([x], False)
 
 
-def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_grads=None,
-         return_disconnected="zero"):
+def grad(
+    cost,
+    wrt,
+    consider_constant=None,
+    disconnected_inputs="raise",
+    known_grads=None,
+    return_disconnected="zero",
+):
     """Gradient of the scalar ``cost`` w.r.t. each variable of ``wrt`` (a variable or a list).
 
     ``consider_constant`` lists variables to treat as constants; ``known_grads``
@@ -45,8 +51,9 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
     6.0
     """
     if disconnected_inputs not in ("raise", "warn", "ignore"):
-        raise ValueError(f"disconnected_inputs must be raise, warn or ignore, "
-                         f"got {disconnected_inputs!r}")
+        raise ValueError(
+            f"disconnected_inputs must be raise, warn or ignore, got {disconnected_inputs!r}"
+        )
     seeds = {}
     if cost is not None:
         cost = as_tensor_variable(cost)
@@ -74,8 +81,9 @@ def grad(cost, wrt, consider_constant=None, disconnected_inputs="raise", known_g
     for w in wrt_list:
         g = grads.get(w)
         if g is None:
-            g = _disconnected(w, seeds, consider_constant or (), disconnected_inputs,
-                              return_disconnected)
+            g = _disconnected(
+                w, seeds, consider_constant or (), disconnected_inputs, return_disconnected
+            )
         out.append(g)
     return out if is_list else out[0]
 
@@ -94,11 +102,11 @@ def _disconnected(w, seeds, consider_constant, mode, return_disconnected):
     zero_dtype = config.floatX if w.dtype in DISCRETE_DTYPES else w.dtype
     if w.dtype in DISCRETE_DTYPES and reached:
         return zeros_like(w, dtype=zero_dtype)
-    msg = (f"grad: the cost does not depend on {w} ({w.type}) through any "
-           f"differentiable path")
+    msg = f"grad: the cost does not depend on {w} ({w.type}) through any differentiable path"
     if mode == "raise":
         raise DisconnectedInputError(
-            msg + "; pass disconnected_inputs='ignore' or 'warn' to get a zero gradient")
+            msg + "; pass disconnected_inputs='ignore' or 'warn' to get a zero gradient"
+        )
     if mode == "warn":
         warnings.warn(msg, stacklevel=3)
     return None if return_disconnected == "none" else zeros_like(w, dtype=zero_dtype)
@@ -134,19 +142,22 @@ def _backprop(seeds: dict, wrt: Sequence[Variable], consider_constant) -> dict:
         out_grads = [total(o) for o in node.outputs]
         if all(g is None for g in out_grads):
             continue
-        out_grads = [zeros_like(o) if g is None else g
-                     for o, g in zip(node.outputs, out_grads, strict=True)]
+        out_grads = [
+            zeros_like(o) if g is None else g for o, g in zip(node.outputs, out_grads, strict=True)
+        ]
         in_grads = node.op.grad(list(node.inputs), out_grads)
         if len(in_grads) != len(node.inputs):
-            raise ValueError(f"{node.op}.grad returned {len(in_grads)} gradients for "
-                             f"{len(node.inputs)} inputs")
+            raise ValueError(
+                f"{node.op}.grad returned {len(in_grads)} gradients for {len(node.inputs)} inputs"
+            )
         for inp, g in zip(node.inputs, in_grads, strict=True):
             if g is None or inp not in depends:
                 continue
             g = as_tensor_variable(g)
             if g.ndim != inp.ndim:
-                raise ValueError(f"{node.op}.grad gave a {g.ndim}-d gradient for the "
-                                 f"{inp.ndim}-d input {inp}")
+                raise ValueError(
+                    f"{node.op}.grad gave a {g.ndim}-d gradient for the {inp.ndim}-d input {inp}"
+                )
             contributions.setdefault(inp, []).append(g)
     return {w: total(w) for w in wrt if contributions.get(w)}
 
@@ -163,8 +174,13 @@ def Lop(f, wrt, eval_points, consider_constant=None, disconnected_inputs="raise"
         if fi.ndim != vi.ndim:
             raise ValueError(f"Lop: eval point {vi} has {vi.ndim} dims, {fi} has {fi.ndim}")
         known[fi] = vi
-    return grad(None, wrt, consider_constant=consider_constant,
-                disconnected_inputs=disconnected_inputs, known_grads=known)
+    return grad(
+        None,
+        wrt,
+        consider_constant=consider_constant,
+        disconnected_inputs=disconnected_inputs,
+        known_grads=known,
+    )
 
 
 def Rop(f, wrt, eval_points, disconnected_outputs="raise"):  # noqa: N802

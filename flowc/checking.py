@@ -25,13 +25,21 @@ class CheckedFunction:
         from flowc.function import Out
 
         ref_spec = dataclasses.replace(
-            spec, outputs=[Out(v) for v in as_outputs], output_keys=None, single_output=False,
-            updates=[], mode="none", on_unused_input="ignore")
+            spec,
+            outputs=[Out(v) for v in as_outputs],
+            output_keys=None,
+            single_output=False,
+            updates=[],
+            mode="none",
+            on_unused_input="ignore",
+        )
         self.reference = compile_spec(ref_spec)
         again = compile_spec(dataclasses.replace(spec, mode="fast_run"))
         if _structure(again.fgraph) != _structure(fn.fgraph):
-            raise CheckError("the rewrite pipeline gave two different graphs for the same "
-                             "function: a rewrite is not deterministic")
+            raise CheckError(
+                "the rewrite pipeline gave two different graphs for the same "
+                "function: a rewrite is not deterministic"
+            )
         self.rtol, self.atol = rtol, atol
 
     def __getattr__(self, name):
@@ -41,28 +49,39 @@ class CheckedFunction:
         expected = self.reference(*args, **kwargs)
         got = self.fn(*args, **kwargs)
         spec = self.fn.spec
-        got_list = (list(got.values()) if isinstance(got, dict)
-                    else [got] if spec.single_output else list(got))
+        got_list = (
+            list(got.values())
+            if isinstance(got, dict)
+            else [got]
+            if spec.single_output
+            else list(got)
+        )
         got_list += [t.get_value(borrow=True) for t, _ in spec.updates]
         for k, (e, g) in enumerate(zip(expected, got_list, strict=True)):
-            what = f"output {k}" if k < len(spec.outputs) else (
-                f"update of {spec.updates[k - len(spec.outputs)][0]}")
+            what = (
+                f"output {k}"
+                if k < len(spec.outputs)
+                else (f"update of {spec.updates[k - len(spec.outputs)][0]}")
+            )
             _compare(what, np.asarray(e), np.asarray(g), self.rtol, self.atol)
         return got
 
 
 def _compare(what, expected, got, rtol, atol):
     if expected.shape != got.shape or expected.dtype != got.dtype:
-        raise CheckError(f"mode='check': {what} is {got.dtype}{got.shape}, the reference "
-                         f"gives {expected.dtype}{expected.shape}")
+        raise CheckError(
+            f"mode='check': {what} is {got.dtype}{got.shape}, the reference "
+            f"gives {expected.dtype}{expected.shape}"
+        )
     if rtol is None:
         rtol = 1e-4 if got.dtype in (np.float32, np.complex64, np.float16) else 1e-10
     if atol is None:
         atol = rtol
     if not np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True):
         err = np.max(np.abs(got.astype("float64") - expected.astype("float64")))
-        raise CheckError(f"mode='check': {what} differs from the reference (max abs error "
-                         f"{err:.3g})")
+        raise CheckError(
+            f"mode='check': {what} differs from the reference (max abs error {err:.3g})"
+        )
 
 
 def _structure(fgraph) -> list:

@@ -29,7 +29,7 @@ class Config:
 
 @contextlib.contextmanager
 def _changed(cfg: Config, flags: dict):
-    old = {k: getattr(cfg, k) for k in flags}
+    old = {k: getattr(cfg, k) for k in flags if hasattr(cfg, k)}
     for k, v in flags.items():
         _set(cfg, k, v)
     try:

@@ -1,11 +1,11 @@
 """``function()``: the pipeline from user graph to callable, and the compiled ``Function``.
 
-    spec = normalize(...)            what the user asked for (In, Out, updates, givens)
-    fgraph = build_graph(spec)       one FunctionGraph: outputs, then update values
-    fgraph = rewrite(fgraph, mode)   flowc.pipeline.PIPELINE
-    kernels = lower(fgraph, mode)    flowc.kernels: one kernel per node
-    plan = make_plan(fgraph, kernels)  flowc.sched: order and buffer lifetimes
-    Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
+spec = normalize(...)            what the user asked for (In, Out, updates, givens)
+fgraph = build_graph(spec)       one FunctionGraph: outputs, then update values
+fgraph = rewrite(fgraph, mode)   flowc.pipeline.PIPELINE
+kernels = lower(fgraph, mode)    flowc.kernels: one kernel per node
+plan = make_plan(fgraph, kernels)  flowc.sched: order and buffer lifetimes
+Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ class UnusedInputError(ValueError):
 class In:
     """An input with options: a ``value`` makes it optional, ``name`` a keyword."""
 
-    def __init__(self, variable, name=None, value=None, borrow=False, allow_downcast=None,
-                 mutable=False):
+    def __init__(
+        self, variable, name=None, value=None, borrow=False, allow_downcast=None, mutable=False
+    ):
         if not isinstance(variable, Variable):
             raise TypeError(f"In() wraps a symbolic variable, got {type(variable).__name__}")
         if isinstance(variable, Constant):
@@ -72,9 +73,18 @@ class FunctionSpec:
     allow_input_downcast: bool | None
 
 
-def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=None,
-             on_unused_input=None, allow_input_downcast=None, profile=False,
-             no_default_updates=False):
+def function(
+    inputs,
+    outputs=None,
+    updates=None,
+    givens=None,
+    mode=None,
+    name=None,
+    on_unused_input=None,
+    allow_input_downcast=None,
+    profile=False,
+    no_default_updates=False,
+):
     """Compile ``outputs`` (a variable, list or dict) as a function of ``inputs``.
 
     ``updates`` (pairs or a dict) give new values of shared variables, applied
@@ -88,8 +98,9 @@ def function(inputs, outputs=None, updates=None, givens=None, mode=None, name=No
     """
     if profile:
         warnings.warn("profile=True: per-node timing is not collected yet", stacklevel=2)
-    spec = normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
-                     allow_input_downcast)
+    spec = normalize(
+        inputs, outputs, updates, givens, mode, name, on_unused_input, allow_input_downcast
+    )
     return compile_spec(spec)
 
 
@@ -121,8 +132,9 @@ def _as_pairs(mapping, what):
     return [tuple(p) for p in pairs]
 
 
-def normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
-              allow_input_downcast) -> FunctionSpec:
+def normalize(
+    inputs, outputs, updates, givens, mode, name, on_unused_input, allow_input_downcast
+) -> FunctionSpec:
     """Check the arguments of ``function`` and put them in one shape."""
     if not isinstance(inputs, (list, tuple)):
         raise TypeError(f"function: inputs must be a list, got {type(inputs).__name__}")
@@ -130,8 +142,10 @@ def normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
     seen = set()
     for i in ins:
         if isinstance(i.variable, SharedVariable):
-            raise TypeError(f"function: shared variable {i.variable} cannot be an explicit "
-                            f"input; it is an implicit one")
+            raise TypeError(
+                f"function: shared variable {i.variable} cannot be an explicit "
+                f"input; it is an implicit one"
+            )
         if i.variable in seen:
             raise ValueError(f"function: input {i.variable} is given twice")
         seen.add(i.variable)
@@ -149,16 +163,22 @@ def normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
     ups = []
     for target, value in _as_pairs(updates, "updates"):
         if not isinstance(target, SharedVariable):
-            raise TypeError(f"function: update target {target} is not a shared variable; "
-                            f"only shared variables can be updated")
+            raise TypeError(
+                f"function: update target {target} is not a shared variable; "
+                f"only shared variables can be updated"
+            )
         value = as_tensor_variable(value)
         if value.ndim != target.ndim:
-            raise TypeError(f"function: the update of {target} has {value.ndim} dims, "
-                            f"{target} has {target.ndim}")
+            raise TypeError(
+                f"function: the update of {target} has {value.ndim} dims, "
+                f"{target} has {target.ndim}"
+            )
         if value.dtype != target.dtype:
-            raise TypeError(f"function: the update of {target} ({target.dtype}) is of dtype "
-                            f"{value.dtype}; cast it, e.g. with T.cast(value, "
-                            f"'{target.dtype}')")
+            raise TypeError(
+                f"function: the update of {target} ({target.dtype}) is of dtype "
+                f"{value.dtype}; cast it, e.g. with T.cast(value, "
+                f"'{target.dtype}')"
+            )
         if any(t is target for t, _ in ups):
             raise ValueError(f"function: {target} is updated twice")
         ups.append((target, value))
@@ -168,14 +188,16 @@ def normalize(inputs, outputs, updates, givens, mode, name, on_unused_input,
         if not isinstance(var, Variable):
             raise TypeError(f"givens: key {var!r} is not a symbolic variable")
         if value.ndim != var.ndim or value.dtype != var.dtype:
-            raise TypeError(f"givens: {var} ({var.type}) cannot be replaced by {value} "
-                            f"({value.type})")
+            raise TypeError(
+                f"givens: {var} ({var.type}) cannot be replaced by {value} ({value.type})"
+            )
         gv.append((var, value))
     policy = on_unused_input or config.on_unused_input
     if policy not in ("raise", "warn", "ignore"):
         raise ValueError(f"on_unused_input must be raise, warn or ignore, got {policy!r}")
-    return FunctionSpec(ins, outs, keys, single, ups, gv, resolve_mode(mode), name, policy,
-                        allow_input_downcast)
+    return FunctionSpec(
+        ins, outs, keys, single, ups, gv, resolve_mode(mode), name, policy, allow_input_downcast
+    )
 
 
 def build_graph(spec: FunctionSpec):
@@ -187,8 +209,10 @@ def build_graph(spec: FunctionSpec):
     used = set(graph_inputs(targets))
     for i in spec.inputs:
         if i.variable not in used:
-            msg = (f"function: input {i.variable} is not used to compute any output or "
-                   f"update (pass on_unused_input='ignore' to allow this)")
+            msg = (
+                f"function: input {i.variable} is not used to compute any output or "
+                f"update (pass on_unused_input='ignore' to allow this)"
+            )
             if spec.on_unused_input == "raise":
                 raise UnusedInputError(msg)
             if spec.on_unused_input == "warn":
@@ -212,8 +236,9 @@ class Function:
         self.fallback_ops = sorted({str(k.node.op) for k in kernels if k.backend == "py"})
         self._n_out = len(spec.outputs)
         self._by_name = {i.name: k for k, i in enumerate(spec.inputs) if i.name}
-        self._inputs = [(i, i.variable.type, i.variable.name or f"#{k}")
-                        for k, i in enumerate(spec.inputs)]
+        self._inputs = [
+            (i, i.variable.type, i.variable.name or f"#{k}") for k, i in enumerate(spec.inputs)
+        ]
 
     def __repr__(self):
         return f"<flowc.Function {self.name or ''} of {len(self.spec.inputs)} inputs>"
@@ -222,9 +247,10 @@ class Function:
         values = self._bind(args, kwargs)
         values += [s.get_value(borrow=True) for s in self.shared_inputs]
         results = execute(self.plan, self.kernels, values)
-        outs, new = results[: self._n_out], results[self._n_out:]
-        outs = [self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs,
-                                                                strict=True)]
+        outs, new = results[: self._n_out], results[self._n_out :]
+        outs = [
+            self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs, strict=True)
+        ]
         new = [self._own(v, False, values) for v in new]
         for (target, _), value in zip(self.spec.updates, new, strict=True):
             target._store(value)
@@ -237,8 +263,10 @@ class Function:
     def _bind(self, args, kwargs) -> list:
         n = len(self._inputs)
         if len(args) > n:
-            raise TypeError(f"{self._label()} takes {n} inputs "
-                            f"({', '.join(w for _, _, w in self._inputs)}), got {len(args)}")
+            raise TypeError(
+                f"{self._label()} takes {n} inputs "
+                f"({', '.join(w for _, _, w in self._inputs)}), got {len(args)}"
+            )
         given = list(args) + [_MISSING] * (n - len(args))
         for key, value in kwargs.items():
             k = self._by_name.get(key)
@@ -259,8 +287,11 @@ class Function:
             if allow is None:
                 # Theano: a Python float may be downcast to floatX.
                 allow = isinstance(value, float) and ttype.dtype == config.floatX
-            out.append(ttype.filter(value, what=f"{self._label()}: input {what}",
-                                    allow_downcast=bool(allow)))
+            out.append(
+                ttype.filter(
+                    value, what=f"{self._label()}: input {what}", allow_downcast=bool(allow)
+                )
+            )
         return out
 
     def _label(self):

@@ -65,9 +65,24 @@ def _letters(n: int) -> str:
     return s
 
 
-_INFIX = {"add": "+", "sub": "-", "mul": "*", "true_div": "/", "int_div": "//", "mod": "%",
-          "pow": "**", "eq": "==", "neq": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
-          "and_": "&", "or_": "|", "xor": "^"}
+_INFIX = {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "true_div": "/",
+    "int_div": "//",
+    "mod": "%",
+    "pow": "**",
+    "eq": "==",
+    "neq": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "and_": "&",
+    "or_": "|",
+    "xor": "^",
+}
 
 
 def pp(var) -> str:

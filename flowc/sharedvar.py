@@ -35,8 +35,11 @@ class SharedVariable(TensorVariable):
         what = f"shared variable {self.name or ''}".strip()
         if self.strict and not (isinstance(value, np.ndarray) and value.dtype == self.dtype):
             raise TypeError(f"{what} is strict: expected an ndarray of {self.dtype}")
-        arr = self.type.filter(value, what=what, allow_downcast=bool(self.allow_downcast)
-                               or isinstance(value, (int, float)))
+        arr = self.type.filter(
+            value,
+            what=what,
+            allow_downcast=bool(self.allow_downcast) or isinstance(value, (int, float)),
+        )
         if not borrow and isinstance(value, np.ndarray) and np.may_share_memory(arr, value):
             arr = arr.copy()
         self._value = arr
@@ -49,8 +52,16 @@ class SharedVariable(TensorVariable):
         return self  # shared storage is never copied when a graph is cloned
 
 
-def shared(value, name=None, strict=False, allow_downcast=None, borrow=False, shape=None,
-           broadcastable=None, **kwargs):
+def shared(
+    value,
+    name=None,
+    strict=False,
+    allow_downcast=None,
+    borrow=False,
+    shape=None,
+    broadcastable=None,
+    **kwargs,
+):
     """A shared variable holding ``value`` (an array or a Python number).
 
     ``shape`` (or ``broadcastable``) gives static sizes; by default none are static.
@@ -73,5 +84,10 @@ def shared(value, name=None, strict=False, allow_downcast=None, borrow=False, sh
     if shape is None:
         shape = (None,) * arr.ndim
     ttype = TensorType(arr.dtype, shape)
-    return SharedVariable(ttype, arr if borrow else arr.copy(), name=name, strict=strict,
-                          allow_downcast=allow_downcast)
+    return SharedVariable(
+        ttype,
+        arr if borrow else arr.copy(),
+        name=name,
+        strict=strict,
+        allow_downcast=allow_downcast,
+    )

@@ -16,14 +16,25 @@ def _symbolic_like(values, static_ones=True):
     from flowc.tensor.var import tensor
 
     return [
-        tensor(v.dtype, tuple(1 if (s == 1 and static_ones) else None for s in v.shape),
-               name=f"in{k}")
+        tensor(
+            v.dtype, tuple(1 if (s == 1 and static_ones) else None for s in v.shape), name=f"in{k}"
+        )
         for k, v in enumerate(values)
     ]
 
 
-def verify_grad(fn, points, n_tests=2, rng=None, eps=None, tol=None, abs_tol=None,
-                rel_tol=None, mode=None, static_ones=True):
+def verify_grad(
+    fn,
+    points,
+    n_tests=2,
+    rng=None,
+    eps=None,
+    tol=None,
+    abs_tol=None,
+    rel_tol=None,
+    mode=None,
+    static_ones=True,
+):
     """Check the gradient of ``fn`` at ``points`` by central differences in random directions.
 
     ``fn`` maps symbolic inputs to an output (or a list); the cost is a random
@@ -90,19 +101,23 @@ def check_infer_shape(outputs, inputs: list[Variable], values: list) -> None:
         shapes = node.op.infer_shape(None, node, [shape_tuple(i) for i in node.inputs])
         want = shapes[out.index]
         if len(want) != out.ndim:
-            raise AssertionError(f"{node.op}.infer_shape gives {len(want)} dims for a "
-                                 f"{out.ndim}-d output")
+            raise AssertionError(
+                f"{node.op}.infer_shape gives {len(want)} dims for a {out.ndim}-d output"
+            )
         dims = [as_tensor_variable(d) for d in want]
         f = function(inputs, [out, *dims], on_unused_input="ignore", mode="none")
         got, *sizes = f(*values)
         inferred = tuple(int(s) for s in sizes)
         if inferred != np.shape(got):
-            raise AssertionError(f"{node.op}.infer_shape gives {inferred}, the op computes "
-                                 f"shape {np.shape(got)}")
+            raise AssertionError(
+                f"{node.op}.infer_shape gives {inferred}, the op computes shape {np.shape(got)}"
+            )
         for axis, s in enumerate(out.type.shape):
             if s is not None and s != np.shape(got)[axis]:
-                raise AssertionError(f"{node.op}: static shape {out.type.shape} but the "
-                                     f"value has shape {np.shape(got)}")
+                raise AssertionError(
+                    f"{node.op}: static shape {out.type.shape} but the "
+                    f"value has shape {np.shape(got)}"
+                )
 
 
 __all__ = ["GradientError", "check_infer_shape", "verify_grad"]

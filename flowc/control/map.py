@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowc.graph.basic import Apply, Op, evaluate, graph_inputs
+from flowc.graph.basic import Apply, Constant, Op, evaluate, graph_inputs
 from flowc.graph.type import TensorType
-from flowc.graph.basic import Constant
 
 
 class Map(Op):
@@ -48,5 +47,8 @@ class Map(Op):
 def map_rows(row, seq, outputs):
     """The stacked values of ``outputs`` for ``row`` set to each row of ``seq``."""
     free = [v for v in graph_inputs(outputs) if v is not row and not isinstance(v, Constant)]
-    return Map(row, free, outputs)(seq, *free) if len(outputs) > 1 else [
-        Map(row, free, outputs)(seq, *free)]
+    return (
+        Map(row, free, outputs)(seq, *free)
+        if len(outputs) > 1
+        else [Map(row, free, outputs)(seq, *free)]
+    )

@@ -22,8 +22,9 @@ class FunctionGraph:
     an output of the graph has the client ``("output", i)``.
     """
 
-    def __init__(self, inputs: Sequence[Variable], outputs: Sequence[Variable],
-                 features=(), clone=True):
+    def __init__(
+        self, inputs: Sequence[Variable], outputs: Sequence[Variable], features=(), clone=True
+    ):
         if clone:
             equiv = clone_get_equiv(inputs, outputs)
             inputs = [equiv[v] for v in inputs]

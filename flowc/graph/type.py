@@ -60,11 +60,7 @@ class TensorType:
         return (TensorType, (self.dtype, self.shape))
 
     def __eq__(self, other):
-        return (
-            type(other) is TensorType
-            and self.dtype == other.dtype
-            and self.shape == other.shape
-        )
+        return type(other) is TensorType and self.dtype == other.dtype and self.shape == other.shape
 
     def __hash__(self):
         return self._hash
@@ -124,7 +120,7 @@ class TensorType:
             arr = value
         else:
             src = np.asarray(value)
-            if src.dtype == object:
+            if src.dtype.kind in "OUSV":
                 raise TypeError(f"{what}: cannot convert {type(value).__name__} to {self}")
             if not allow_downcast and not _safe_cast(value, src, self.numpy_dtype):
                 raise TypeError(
@@ -154,12 +150,12 @@ def _fmt_shape(shape) -> str:
 def _safe_cast(value, src: np.ndarray, dst: np.dtype) -> bool:
     if np.can_cast(src.dtype, dst, casting="safe"):
         return True
-    if isinstance(value, (bool, int, float, complex)):
-        # A Python number is accepted when it survives the round trip.
+    if isinstance(value, (bool, int, float, complex, list, tuple)):
+        # Python numbers and lists are accepted when their values survive the cast.
         with np.errstate(all="ignore"):
             try:
-                return bool(np.asarray(value, dtype=dst) == value)
-            except (OverflowError, ValueError):
+                return bool(np.array_equal(src.astype(dst), src))
+            except (OverflowError, ValueError, TypeError):
                 return False
     return False
 

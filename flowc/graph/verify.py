@@ -43,8 +43,11 @@ def verify(fgraph, where: str = "") -> None:
                 fail(f"output {j} of {node} has a wrong owner or index")
         remade = node.op.make_node(*node.inputs)
         for out, want in zip(node.outputs, remade.outputs, strict=True):
-            if not (out.type == want.type or out.type.is_super(want.type)
-                    or want.type.is_super(out.type)):
+            if not (
+                out.type == want.type
+                or out.type.is_super(want.type)
+                or want.type.is_super(out.type)
+            ):
                 fail(f"{node} output type {out.type} but its op makes {want.type}")
     for i, out in enumerate(fgraph.outputs):
         if out not in fgraph.variables:

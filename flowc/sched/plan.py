@@ -33,8 +33,10 @@ class ExecutionPlan:
     output_slots: tuple[int, ...]
 
     def summary(self) -> str:
-        return (f"{len(self.steps)} steps, {self.n_slots} slots, "
-                f"{len(self.input_slots)} inputs, {len(self.output_slots)} outputs")
+        return (
+            f"{len(self.steps)} steps, {self.n_slots} slots, "
+            f"{len(self.input_slots)} inputs, {len(self.output_slots)} outputs"
+        )
 
 
 def make_plan(fgraph, kernels) -> ExecutionPlan:
@@ -62,8 +64,11 @@ def make_plan(fgraph, kernels) -> ExecutionPlan:
     for step, k in enumerate(kernels):
         reads = tuple(slot_of(v) for v in k.node.inputs)
         writes = tuple(slot_of(v) for v in k.node.outputs)
-        dead = [v for v in dict.fromkeys(k.node.inputs)
-                if last_read[v] == step and v not in keep and not isinstance(v, Constant)]
+        dead = [
+            v
+            for v in dict.fromkeys(k.node.inputs)
+            if last_read[v] == step and v not in keep and not isinstance(v, Constant)
+        ]
         dead += [v for v in k.node.outputs if v not in last_read and v not in keep]
         steps.append(Step(step, reads, writes, tuple(slot_of(v) for v in dead)))
     outputs = tuple(slot_of(v) for v in fgraph.outputs)

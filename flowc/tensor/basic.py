@@ -101,9 +101,7 @@ class SpecifyShape(Op):
         (x,) = inputs
         for axis, want in enumerate(self.shape):
             if want is not None and x.shape[axis] != want:
-                raise ValueError(
-                    f"specify_shape: expected shape {self.shape}, got {x.shape}"
-                )
+                raise ValueError(f"specify_shape: expected shape {self.shape}, got {x.shape}")
         output_storage[0][0] = x
 
     def infer_shape(self, fgraph, node, input_shapes):
@@ -150,14 +148,17 @@ class Alloc(Op):
         sizes = [_as_size(s, "alloc size") for s in shape]
         if value.ndim > len(sizes):
             raise ValueError(f"alloc: value {value} has more dims than the shape {shape}")
-        inputs = [value] + [as_tensor_variable(np.int64(s)) if isinstance(s, int) else s
-                            for s in sizes]
+        inputs = [value] + [
+            as_tensor_variable(np.int64(s)) if isinstance(s, int) else s for s in sizes
+        ]
         static = [s if isinstance(s, int) else None for s in sizes]
         for axis, v in enumerate(value.type.shape):
             full = static[axis + len(sizes) - value.ndim]
             if v is not None and v != 1 and full is not None and v != full:
-                raise ValueError(f"alloc: value of static shape {value.type.shape} does not "
-                                 f"broadcast to {tuple(static)}")
+                raise ValueError(
+                    f"alloc: value of static shape {value.type.shape} does not "
+                    f"broadcast to {tuple(static)}"
+                )
         return Apply(self, inputs, [TensorType(value.dtype, static)()])
 
     def perform(self, node, inputs, output_storage):
@@ -169,8 +170,9 @@ class Alloc(Op):
             out = np.empty(shape, dtype=node.outputs[0].dtype)
             out[...] = value
         except ValueError as exc:
-            raise ValueError(f"alloc: value of shape {np.shape(value)} does not broadcast "
-                             f"to shape {shape}") from exc
+            raise ValueError(
+                f"alloc: value of shape {np.shape(value)} does not broadcast to shape {shape}"
+            ) from exc
         output_storage[0][0] = out
 
     def infer_shape(self, fgraph, node, input_shapes):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowc import scalar as ps
 from flowc.graph.basic import Apply, Op
 from flowc.graph.type import DISCRETE_DTYPES, TensorType
-from flowc.tensor import scalar as ps
 from flowc.tensor.var import TensorConstant, as_tensor_variable, constant
 
 
@@ -64,7 +64,9 @@ class Elemwise(Op):
             raise TypeError(f"{self.scalar_op} takes {nin} inputs, got {len(inputs)}")
         if nin == -1 and not inputs:
             raise TypeError(f"{self.scalar_op} needs at least one input")
-        inputs = _promote([as_tensor_variable(x) for x in inputs])
+        inputs = _promote(
+            [as_tensor_variable(x) for x in inputs], widen=self.scalar_op in ps.COMPARISONS
+        )
         ndim = max(x.ndim for x in inputs)
         inputs = [
             x if x.ndim == ndim else dimshuffle(x, ("x",) * (ndim - x.ndim) + tuple(range(x.ndim)))
@@ -83,7 +85,7 @@ class Elemwise(Op):
         if out.dtype.name != dtype:
             out = out.astype(dtype)
         if self.inplace_pattern:
-            (o, i), = self.inplace_pattern
+            ((o, i),) = self.inplace_pattern
             target = inputs[i]
             if target.shape == out.shape and target.dtype == out.dtype:
                 np.copyto(target, out)
@@ -114,10 +116,10 @@ class Elemwise(Op):
     def R_op(self, inputs, eval_points):
         if self.scalar_op.linear:
             if any(v is None for v in eval_points):
-                from flowc.tensor import math
+                from flowc.tensor.basic import zeros_like
 
                 eval_points = [
-                    math.zeros_like(x) if v is None else v
+                    zeros_like(x) if v is None else v
                     for x, v in zip(inputs, eval_points, strict=True)
                 ]
             return [self(*eval_points)]
@@ -138,8 +140,12 @@ class Elemwise(Op):
         return [math.cast(total, out.dtype) if total.dtype != out.dtype else total]
 
 
-def _promote(inputs):
-    """Give Python-number constants the dtype NumPy 2 would (they are "weak")."""
+def _promote(inputs, widen=False):
+    """Give Python-number constants the dtype NumPy 2 would (they are "weak").
+
+    A number that does not fit is an error, except in comparisons (``widen``), which
+    NumPy evaluates exactly (``uint8_array < -3`` is all False).
+    """
     strong = [x for x in inputs if not (isinstance(x, TensorConstant) and x.weak)]
     if not strong or len(strong) == len(inputs):
         return inputs
@@ -150,7 +156,12 @@ def _promote(inputs):
             value = x.data.item()
             try:
                 dtype = np.result_type(value, *strong_dtypes).name
-                x = constant(np.asarray(value, dtype=dtype))
+                try:
+                    x = constant(np.asarray(value, dtype=dtype))
+                except OverflowError:
+                    if not widen:
+                        raise
+                    x = constant(np.asarray(value))
             except OverflowError as exc:
                 raise TypeError(
                     f"the Python number {value!r} does not fit the dtypes "
@@ -167,11 +178,13 @@ def _check_runtime_broadcast(node, inputs):
         return
     for axis in range(len(out_shape)):
         sizes = {
-            v.shape[axis] for x, v in zip(node.inputs, inputs, strict=True)
+            v.shape[axis]
+            for x, v in zip(node.inputs, inputs, strict=True)
             if x.type.shape[axis] != 1
         }
-        if len(sizes) > 1 or (sizes and out_shape[axis] is not None
-                              and out_shape[axis] not in sizes):
+        if len(sizes) > 1 or (
+            sizes and out_shape[axis] is not None and out_shape[axis] not in sizes
+        ):
             shapes = [v.shape for v in inputs]
             raise ValueError(
                 f"{node.op}: input shapes {shapes} disagree along dim {axis}; a dim "
@@ -197,7 +210,8 @@ def _sum_to_input(g, x):
 
     g = as_tensor_variable(g)
     axes = tuple(
-        a for a, (xb, gb) in enumerate(zip(x.broadcastable, g.broadcastable, strict=True))
+        a
+        for a, (xb, gb) in enumerate(zip(x.broadcastable, g.broadcastable, strict=True))
         if xb and not gb
     )
     if axes:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from flowc import scalar as ps
 from flowc.graph.type import DTYPES
-from flowc.tensor import scalar as ps
-from flowc.tensor.basic import fill, ones_like, zeros_like
 from flowc.tensor.elemwise import Elemwise
 from flowc.tensor.var import as_tensor_variable
 
@@ -109,6 +108,5 @@ def round(x, mode="half_to_even"):
 
 
 __all__ = sorted(
-    {name for name, v in list(globals().items()) if isinstance(v, Elemwise)}
-    | {"cast", "round", "fill", "ones_like", "zeros_like"}
+    {name for name, v in list(globals().items()) if isinstance(v, Elemwise)} | {"cast", "round"}
 )

@@ -22,6 +22,8 @@ def normalize_axis(axis, ndim: int, what="axis") -> tuple[int, ...]:
         return tuple(range(ndim))
     if isinstance(axis, (numbers.Integral, np.integer)):
         axis = (axis,)
+    if not isinstance(axis, (tuple, list)):
+        raise TypeError(f"{what} must be None, an int or a tuple of ints, got {axis!r}")
     out = []
     for a in axis:
         if not isinstance(a, (numbers.Integral, np.integer)):
@@ -74,8 +76,10 @@ class Reduce(Op):
         (x,) = inputs
         reducer = _REDUCERS[self.kind]
         if self.kind in ("maximum", "minimum") and builtins.any(x.shape[a] == 0 for a in self.axis):
-            raise ValueError(f"{self}: cannot take the {self.kind} over an empty axis of "
-                             f"an array of shape {x.shape}")
+            raise ValueError(
+                f"{self}: cannot take the {self.kind} over an empty axis of "
+                f"an array of shape {x.shape}"
+            )
         kw = {"dtype": self.dtype} if self.kind in ("add", "mul") else {}
         out = reducer(x, axis=self.axis, **kw)
         output_storage[0][0] = np.asarray(out, dtype=self.dtype)
@@ -125,15 +129,19 @@ def _prod_grad_factor(x, axis):
     n_zeros = _restore_axes(sum(zero, axis=axis), axis, x.ndim)
     p_nonzero = _restore_axes(prod(math.switch(zero, 1, x), axis=axis), axis, x.ndim)
     no_zero = p_nonzero / math.switch(zero, 1, x)
-    return math.switch(math.eq(n_zeros, 0), no_zero,
-                       math.switch(math.eq(n_zeros, 1) & zero, p_nonzero, 0))
+    return math.switch(
+        math.eq(n_zeros, 0), no_zero, math.switch(math.eq(n_zeros, 1) & zero, p_nonzero, 0)
+    )
 
 
 def _reduce(kind, x, axis, keepdims, dtype):
     x = as_tensor_variable(x)
     axes = normalize_axis(axis, x.ndim)
-    out = Reduce(kind, axes, dtype)(x) if axes else (
-        math.cast(x, dtype) if kind in ("add", "mul") else x)
+    out = (
+        Reduce(kind, axes, dtype)(x)
+        if axes
+        else (math.cast(x, dtype) if kind in ("add", "mul") else x)
+    )
     return _restore_axes(out, axes, x.ndim) if keepdims else out
 
 
@@ -232,8 +240,11 @@ class Argmax(Op):
 
     def make_node(self, x):
         x = as_tensor_variable(x)
-        shape = () if self.axis is None else tuple(
-            s for a, s in enumerate(x.type.shape) if a != self.axis)
+        shape = (
+            ()
+            if self.axis is None
+            else tuple(s for a, s in enumerate(x.type.shape) if a != self.axis)
+        )
         return Apply(self, [x], [TensorType("int64", shape)()])
 
     def perform(self, node, inputs, output_storage):
@@ -259,14 +270,11 @@ def _arg(kind, x, axis, keepdims):
     if axis is None:
         out = Argmax(None, kind)(x)
         return dimshuffle(out, ["x"] * x.ndim) if keepdims else out
-    (a,) = normalize_axis(axis, x.ndim) if not isinstance(axis, (tuple, list)) or len(
-        axis) == 1 else _multi_axis_error(axis)
-    out = Argmax(a, kind)(x)
-    return _restore_axes(out, (a,), x.ndim) if keepdims else out
-
-
-def _multi_axis_error(axis):
-    raise ValueError(f"argmax/argmin take one axis or None, got {axis!r}")
+    axes = normalize_axis(axis, x.ndim)
+    if len(axes) != 1:
+        raise ValueError(f"arg{kind} takes one axis or None, got {axis!r}")
+    out = Argmax(axes[0], kind)(x)
+    return _restore_axes(out, axes, x.ndim) if keepdims else out
 
 
 def argmax(x, axis=None, keepdims=False):

@@ -413,7 +413,7 @@ globals().update(_CONSTRUCTORS)
 
 def _plural(make):
     def many(*names):
-        """Several inputs at once: ``dscalars('x', 'y')``, ``dscalars(2)`` or ``dscalars('x,y')``."""
+        """Several inputs: ``dscalars('x', 'y')``, ``dscalars(2)`` or ``dscalars('x,y')``."""
         if len(names) == 1 and isinstance(names[0], int):
             return [make() for _ in range(names[0])]
         if len(names) == 1 and isinstance(names[0], str) and "," in names[0]:

@@ -81,9 +81,7 @@ UNARY = [
 ]
 # erfinv is checked through erf(erfinv(x)) == x.
 UNARY = [
-    c
-    if c.name != "erfinv"
-    else dataclass_replace(c, fn=lambda x: T.erf(T.erfinv(x)))
+    c if c.name != "erfinv" else dataclass_replace(c, fn=lambda x: T.erf(T.erfinv(x)))
     for c in UNARY
     for dataclass_replace in [__import__("dataclasses").replace]
 ]
@@ -92,25 +90,50 @@ BINARY = [
     Case("add", lambda x, y: x + y, np.add, normal((3, 4), (3, 4))),
     Case("add_bcast_row", lambda x, y: x + y, np.add, normal((3, 4), (1, 4))),
     Case("add_bcast_rank", lambda x, y: x + y, np.add, normal((2, 3, 4), (4,))),
-    Case("add_3", lambda x, y, z: T.add(x, y, z), lambda x, y, z: x + y + z,
-         normal((3, 1), (1, 4), (3, 4))),
+    Case(
+        "add_3",
+        lambda x, y, z: T.add(x, y, z),
+        lambda x, y, z: x + y + z,
+        normal((3, 1), (1, 4), (3, 4)),
+    ),
     Case("sub", lambda x, y: x - y, np.subtract, normal((3, 4), (3, 1))),
     Case("mul", lambda x, y: x * y, np.multiply, normal((2, 3, 4), (2, 1, 4))),
-    Case("mul_3", lambda x, y, z: T.mul(x, y, z), lambda x, y, z: x * y * z,
-         normal((3, 4), (3, 4), ())),
-    Case("true_div", lambda x, y: x / y, np.true_divide,
-         lambda rng: [rng.normal(size=(3, 4)), rng.uniform(1, 2, size=(3, 4))]),
-    Case("int_div", lambda x, y: x // y, np.floor_divide,
-         lambda rng: [rng.normal(size=(3, 4)) * 5, rng.uniform(1, 2, size=(4,))]),
-    Case("mod", lambda x, y: x % y, np.mod,
-         lambda rng: [rng.uniform(0.1, 0.9, size=(3, 4)) + 3, rng.uniform(1, 2, size=(3, 4))]),
+    Case(
+        "mul_3",
+        lambda x, y, z: T.mul(x, y, z),
+        lambda x, y, z: x * y * z,
+        normal((3, 4), (3, 4), ()),
+    ),
+    Case(
+        "true_div",
+        lambda x, y: x / y,
+        np.true_divide,
+        lambda rng: [rng.normal(size=(3, 4)), rng.uniform(1, 2, size=(3, 4))],
+    ),
+    Case(
+        "int_div",
+        lambda x, y: x // y,
+        np.floor_divide,
+        lambda rng: [rng.normal(size=(3, 4)) * 5, rng.uniform(1, 2, size=(4,))],
+    ),
+    Case(
+        "mod",
+        lambda x, y: x % y,
+        np.mod,
+        lambda rng: [rng.uniform(0.1, 0.9, size=(3, 4)) + 3, rng.uniform(1, 2, size=(3, 4))],
+    ),
     Case("pow", lambda x, y: x**y, np.power, uniform(0.5, 2, (3, 4), (3, 4))),
     Case("pow_const", lambda x: x**3, lambda x: x**3, normal((5,))),
     Case("maximum", T.maximum, np.maximum, normal((3, 4), (3, 4))),
     Case("minimum", T.minimum, np.minimum, normal((3, 4), (1, 4))),
     Case("scalar_vector", lambda x, y: x * y + x, lambda x, y: x * y + x, normal((), (5,))),
-    Case("switch", lambda c, a, b: T.switch(c > 0, a, b), lambda c, a, b: np.where(c > 0, a, b),
-         normal((3, 4), (3, 4), (1, 4)), grad=(1, 2)),
+    Case(
+        "switch",
+        lambda c, a, b: T.switch(c > 0, a, b),
+        lambda c, a, b: np.where(c > 0, a, b),
+        normal((3, 4), (3, 4), (1, 4)),
+        grad=(1, 2),
+    ),
     Case("clip", lambda x: T.clip(x, -0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5), normal((3, 4))),
     Case("empty", lambda x, y: T.exp(x) * y, lambda x, y: np.exp(x) * y, normal((0, 4), (1, 4))),
     Case("zero_d", lambda x, y: T.tanh(x) * y, lambda x, y: np.tanh(x) * y, normal((), ())),
@@ -137,8 +160,10 @@ INTS = [
         f"int_{name}",
         fn,
         ref,
-        lambda rng: [rng.integers(-9, 9, size=(3, 4)).astype("int32"),
-                     rng.integers(1, 5, size=(4,)).astype("int32")],
+        lambda rng: [
+            rng.integers(-9, 9, size=(3, 4)).astype("int32"),
+            rng.integers(1, 5, size=(4,)).astype("int32"),
+        ],
         dtypes=("float64",),
         grad=(),
     )
@@ -203,5 +228,6 @@ def test_grad_through_cast_to_int_is_disconnected():
 def test_prod_grad_with_zeros():
     from flowc.testing import verify_grad
 
-    verify_grad(lambda x: x.prod(axis=1), [np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 1.0],
-                                                     [1.0, 2.0, 4.0]])])
+    verify_grad(
+        lambda x: x.prod(axis=1), [np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 1.0], [1.0, 2.0, 4.0]])]
+    )

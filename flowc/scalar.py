@@ -175,8 +175,10 @@ def _digamma(x):
             acc = acc - np.where(low, 1.0 / z, 0.0)
             z = np.where(low, z + 1.0, z)
         r = 1.0 / (z * z)
-        series = np.log(z) - 0.5 / z - r * (
-            1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r * (1 / 132))))
+        series = (
+            np.log(z)
+            - 0.5 / z
+            - r * (1 / 12 - r * (1 / 120 - r * (1 / 252 - r * (1 / 240 - r * (1 / 132)))))
         )
         out = acc + series - refl
         out = np.where((x <= 0) & (x == np.floor(x)), np.nan, out)
@@ -235,13 +237,15 @@ def _variadic(ufunc):
 
 
 def _zero(x):
-    return None if x.dtype in DISCRETE_DTYPES else _m().zeros_like(x)
+    from flowc.tensor.basic import zeros_like
+
+    return None if x.dtype in DISCRETE_DTYPES else zeros_like(x)
 
 
 def _grad_mul(*args):
     *xs, out, gz = args
     grads = []
-    for i, x in enumerate(xs):
+    for i in range(len(xs)):
         others = [y for j, y in enumerate(xs) if j != i]
         g = gz
         for y in others:
