@@ -20,6 +20,7 @@ class Config:
     verify: bool = False  # run ``graph.verify`` after every pipeline step
     on_unused_input: str = "raise"  # default of ``function(on_unused_input=...)``
     constant_folding_max_bytes: int = 1 << 20  # never fold a constant bigger than this
+    unsafe_mul_zero: bool = False  # rewrite float x * 0 to 0 (wrong for x = NaN or inf)
     print_after: str = ""  # pipeline steps after which to print the graph, '+'-separated
 
     def change(self, **flags):

@@ -1,7 +1,7 @@
-"""The rewrite pipeline: ONE ordered list of named passes, and the modes that pick from it.
+"""The rewrite pipeline: ONE ordered list of named steps, and the modes that pick from it.
 
-``FLOWC_FLAGS=print_after=merge`` (or a comma-free list ``merge+constant_folding``)
-prints the graph after the named steps; ``verify=True`` checks it after every step.
+``FLOWC_FLAGS=print_after=canonicalize+fusion`` prints the graph after those steps;
+``verify=True`` checks it after every step.
 """
 
 from __future__ import annotations
@@ -9,19 +9,26 @@ from __future__ import annotations
 from flowc.config import config
 from flowc.graph.merge import constant_folding, merge
 from flowc.graph.verify import verify
+from flowc.tensor.rewrites import canonicalize, fusion, inplace, specialize, stabilize
 
 PIPELINE = [
     ("merge", merge),
-    ("constant_folding", lambda fg: constant_folding(fg, config.constant_folding_max_bytes)),
+    ("constant_folding", constant_folding),
+    ("canonicalize", canonicalize.run),
+    ("stabilize", stabilize.run),
+    ("specialize", specialize.run),
     ("merge_again", merge),
+    ("fusion", fusion.fuse_elemwise),
+    ("inplace", inplace.insert_inplace),
 ]
 
 _ALL = tuple(name for name, _ in PIPELINE)
 MODES = {
     "fast_run": _ALL,
-    "fast_compile": ("merge", "constant_folding"),
-    "py": _ALL,
     "check": _ALL,
+    "nanguard": _ALL,
+    "fast_compile": ("merge", "constant_folding"),
+    "py": ("merge", "constant_folding"),
     "none": (),
 }
 ALIASES = {
@@ -37,19 +44,19 @@ def resolve_mode(mode) -> str:
     """The canonical mode name for ``mode`` (None: ``config.mode``)."""
     mode = config.mode if mode is None else mode
     mode = ALIASES.get(mode, mode)
-    if mode not in MODES and mode != "nanguard":
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {sorted(MODES) + sorted(ALIASES)}")
     return mode
 
 
-def rewrite(fgraph, mode: str):
-    """Run the passes of ``mode`` over ``fgraph`` in PIPELINE order; return it."""
-    steps = MODES.get(mode, _ALL)
+def rewrite(fgraph, mode: str, steps=None):
+    """Run the steps of ``mode`` (or the named ``steps``) over ``fgraph`` in PIPELINE order."""
+    wanted = MODES[mode] if steps is None else tuple(steps)
     dump = set(filter(None, config.print_after.split("+")))
     if config.verify:
         verify(fgraph, "building the graph")
     for name, step in PIPELINE:
-        if name not in steps:
+        if name not in wanted:
             continue
         fgraph = step(fgraph)
         if config.verify:

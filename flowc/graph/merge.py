@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from flowc.config import config
 from flowc.graph.basic import Constant, evaluate
+from flowc.graph.rewrite import node_rewriter
 
 
 def merge(fgraph):
@@ -29,30 +31,44 @@ def merge(fgraph):
     return fgraph
 
 
-def constant_folding(fgraph, max_bytes: int):
+def constant_folding(fgraph, max_bytes: int | None = None):
     """Replace every node whose inputs are all constants by its computed value.
 
-    Outputs bigger than ``max_bytes`` are left to be computed at run time, and so
-    are ops that declare ``foldable = False`` (random draws) or write in place.
+    Outputs bigger than ``max_bytes`` (default ``config.constant_folding_max_bytes``)
+    are left to be computed at run time, and so are ops that declare
+    ``foldable = False`` (random draws) or write in place.
     """
     for node in list(fgraph.toposort()):
-        if node not in fgraph.apply_nodes:
-            continue
-        if not all(isinstance(i, Constant) for i in node.inputs):
-            continue
-        if getattr(node.op, "foldable", True) is False or node.op.destroy_map:
-            continue
-        if _static_nbytes(node) > max_bytes:
-            continue
-        try:
-            values = evaluate(node.outputs, {})
-        except Exception:  # noqa: BLE001 - an error is left to happen at run time
-            continue
-        if any(v.nbytes > max_bytes for v in values):
-            continue
-        folded = [o.type.make_constant(v) for o, v in zip(node.outputs, values, strict=True)]
-        fgraph.replace_all(zip(node.outputs, folded, strict=True), reason="constant_folding")
+        if node in fgraph.apply_nodes:
+            folded = _fold(node, max_bytes)
+            if folded is not None:
+                fgraph.replace_all(zip(node.outputs, folded, strict=True),
+                                   reason="constant_folding")
     return fgraph
+
+
+def _fold(node, max_bytes=None):
+    """The constants that replace ``node``'s outputs, or None if it is not folded."""
+    limit = config.constant_folding_max_bytes if max_bytes is None else max_bytes
+    if not all(isinstance(i, Constant) for i in node.inputs):
+        return None
+    if getattr(node.op, "foldable", True) is False or node.op.destroy_map:
+        return None
+    if _static_nbytes(node) > limit:
+        return None
+    try:
+        values = evaluate(node.outputs, {})
+    except Exception:  # noqa: BLE001 - the error is raised again at run time
+        return None
+    if any(getattr(v, "nbytes", 0) > limit for v in values):
+        return None
+    return [o.type.make_constant(v) for o, v in zip(node.outputs, values, strict=True)]
+
+
+@node_rewriter(None)
+def local_constant_folding(fgraph, node):
+    """f(constants) -> the constant it computes (up to config.constant_folding_max_bytes)"""
+    return _fold(node)
 
 
 def _static_nbytes(node) -> int:

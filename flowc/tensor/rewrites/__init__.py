@@ -1,0 +1,1 @@
+"""Rewrites of tensor graphs, one module per PIPELINE step (see ``flowc/pipeline.py``)."""
