@@ -236,3 +236,12 @@ def test_warn_free_compile():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         flowc.function([x], T.sqrt(x))(np.array([4.0]))
+
+
+def test_numpy_arrays_on_the_left_build_graphs():
+    x = T.dvector("x")
+    y = np.ones(3) + x
+    assert isinstance(y, flowc.tensor.TensorVariable)
+    np.testing.assert_allclose(y.eval({x: np.zeros(3)}), np.ones(3))
+    z = np.ones((2, 3)) @ x
+    np.testing.assert_allclose(z.eval({x: np.ones(3)}), [3.0, 3.0])

@@ -9,7 +9,8 @@ import flowc.tensor as T
 def test_tutorial_logistic_regression():
     rng = np.random.RandomState(0)
     N, feats = 200, 30
-    D = (rng.randn(N, feats), rng.randint(size=N, low=0, high=2).astype("float64"))
+    inputs = rng.randn(N, feats)
+    D = (inputs, (inputs @ rng.randn(feats) > 0).astype("float64"))  # learnable labels
     x = T.dmatrix("x")
     y = T.dvector("y")
     w = theano.shared(rng.randn(feats) * 0.01, name="w")

@@ -14,6 +14,10 @@ from flowc.graph.type import TensorType
 class _TensorOperators:
     """Operators and methods shared by tensor variables and constants (Theano's names)."""
 
+    # NumPy defers to our reflected operators: np.ones(3) + x is a graph, not an
+    # object array.
+    __array_ufunc__ = None
+
     # --- arithmetic
     def __add__(self, other):
         return _m().add(self, other)

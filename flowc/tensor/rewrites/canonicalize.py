@@ -26,8 +26,10 @@ def _flatten_operands(fgraph, node, scalar_op):
     """The operands of nested ``scalar_op`` nodes (each read only here), in order."""
     out, changed = [], False
     for i in node.inputs:
-        if scalar_op_of(i) == scalar_op and single_client(fgraph, i) and (
-            i.type.shape == node.outputs[0].type.shape
+        if (
+            scalar_op_of(i) == scalar_op
+            and single_client(fgraph, i)
+            and (i.type.shape == node.outputs[0].type.shape)
         ):
             out.extend(i.owner.inputs)
             changed = True
@@ -118,7 +120,7 @@ def local_mul_div_cancel(fgraph, node):
 
 @node_rewriter([Elemwise])
 def local_neg_forms(fgraph, node):
-    """--x -> x; x - (-y) -> x + y; x + (-y) -> x - y; -(a - b) -> b - a; 0 - x -> -x"""
+    """--x -> x; x - c -> x + (-c); x - (-y) -> x + y; x + (-y) -> x - y; -(a - b) -> b - a"""
     op = scalar_op_of(node)
     out = node.outputs[0]
     if op == ps.neg:
@@ -130,6 +132,13 @@ def local_neg_forms(fgraph, node):
             return [fits(out, math.sub(b, a))]
     elif op == ps.sub:
         a, b = node.inputs
+        if (
+            isinstance(b, Constant)
+            and out.dtype not in ("bool",)
+            and (not out.dtype.startswith("uint"))
+        ):
+            # a - c -> a + (-c), so the constant folds with others in the sum.
+            return [fits(out, math.add(a, constant(np.negative(b.data))))]
         if scalar_op_of(b) == ps.neg:
             return [fits(out, math.add(a, b.owner.inputs[0]))]
         if constant_value(a) == 0:
@@ -213,9 +222,8 @@ def local_useless_alloc(fgraph, node):
         return None
     for axis, s in enumerate(shape):
         static = value.type.shape[axis]
-        same = (
-            (static is not None and static == constant_value(s))
-            or (s.owner is not None and s.owner.op == Shape_i(axis) and s.owner.inputs[0] is value)
+        same = (static is not None and static == constant_value(s)) or (
+            s.owner is not None and s.owner.op == Shape_i(axis) and s.owner.inputs[0] is value
         )
         if not same:
             return None

@@ -92,8 +92,12 @@ def local_shape_i_to_input_shapes(fgraph, node):
     if x.owner is None:
         return None
     dim = shape_feature(fgraph).shape_of(x)[node.op.i]
-    if dim is node.outputs[0] or (not isinstance(dim, int) and dim.owner is not None
-                                  and dim.owner.op == node.op and dim.owner.inputs[0] is x):
+    if dim is node.outputs[0] or (
+        not isinstance(dim, int)
+        and dim.owner is not None
+        and dim.owner.op == node.op
+        and dim.owner.inputs[0] is x
+    ):
         return None
     return [as_tensor_variable(dim) if not isinstance(dim, int) else _int64(dim)]
 

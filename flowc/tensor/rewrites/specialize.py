@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from flowc import scalar as ps
 from flowc.config import config
 from flowc.graph.rewrite import equilibrium, node_rewriter
 from flowc.graph.type import DISCRETE_DTYPES
 from flowc.tensor import math
-from flowc.tensor.basic import zeros_like
+from flowc.tensor.basic import alloc
 from flowc.tensor.elemwise import Elemwise
+from flowc.tensor.rewrites.shape import shape_feature
 from flowc.tensor.rewrites.utils import constant_value, fits, scalar_op_of
 
 _POWERS = {2: math.sqr, 0.5: math.sqrt, -1: math.reciprocal, 1: lambda x: x}
@@ -38,7 +41,8 @@ def local_mul_by_zero(fgraph, node):
         return None
     if not any(constant_value(i) == 0 for i in node.inputs):
         return None
-    return [zeros_like(out)]
+    dims = shape_feature(fgraph).shape_of(out)
+    return [alloc(np.zeros((), out.dtype), *dims)]
 
 
 SPECIALIZE = [local_pow_specialize, local_mul_by_zero]
