@@ -247,7 +247,7 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs="raise
     mapped over the rows of an identity matrix.
     """
     from flowc.control.map import map_rows
-    from flowc.tensor import shape as shape_ops
+    from flowc.tensor import shape_ops
     from flowc.tensor.basic import shape, shape_tuple
 
     expression = as_tensor_variable(expression)

@@ -42,8 +42,9 @@ def constant_folding(fgraph, max_bytes: int | None = None):
         if node in fgraph.apply_nodes:
             folded = _fold(node, max_bytes)
             if folded is not None:
-                fgraph.replace_all(zip(node.outputs, folded, strict=True),
-                                   reason="constant_folding")
+                fgraph.replace_all(
+                    zip(node.outputs, folded, strict=True), reason="constant_folding"
+                )
     return fgraph
 
 

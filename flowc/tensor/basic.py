@@ -166,6 +166,17 @@ class Alloc(Op):
         shape = tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"alloc: negative size in shape {shape}")
+        lead = len(shape) - np.ndim(value)
+        for axis, (static, size) in enumerate(
+            zip(node.inputs[0].type.shape, np.shape(value), strict=True)
+        ):
+            if static != 1 and size != shape[lead + axis]:
+                # Only static size-1 dims broadcast, so that the gradient knows what to sum.
+                raise ValueError(
+                    f"alloc: value of shape {np.shape(value)} does not match "
+                    f"shape {shape} in dim {lead + axis} (only dims of static "
+                    f"size 1 broadcast)"
+                )
         try:
             out = np.empty(shape, dtype=node.outputs[0].dtype)
             out[...] = value

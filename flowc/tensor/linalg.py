@@ -413,7 +413,7 @@ def outer(x, y):
     """``np.outer``: ``out[i, j] = x[i] * y[j]``; inputs of other ranks are flattened."""
     x, y = as_tensor_variable(x), as_tensor_variable(y)
     if x.ndim != 1 or y.ndim != 1:
-        from flowc.tensor.shape import flatten
+        from flowc.tensor.shape_ops import flatten
 
         x = x if x.ndim == 1 else flatten(x, 1)
         y = y if y.ndim == 1 else flatten(y, 1)

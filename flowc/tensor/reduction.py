@@ -341,7 +341,7 @@ class CumOp(Op):
 def _cum(kind, x, axis):
     x = as_tensor_variable(x)
     if axis is None:
-        from flowc.tensor.shape import flatten
+        from flowc.tensor.shape_ops import flatten
 
         x, axis = flatten(x, 1), 0
     (a,) = normalize_axis(axis, x.ndim)

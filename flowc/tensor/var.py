@@ -178,19 +178,19 @@ class _TensorOperators:
         return dimshuffle(self, pattern)
 
     def reshape(self, *shape, ndim=None):
-        from flowc.tensor import shape as shape_ops
+        from flowc.tensor import shape_ops
 
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = shape[0]
         return shape_ops.reshape(self, shape, ndim=ndim)
 
     def flatten(self, ndim=1):
-        from flowc.tensor import shape as shape_ops
+        from flowc.tensor import shape_ops
 
         return shape_ops.flatten(self, ndim)
 
     def squeeze(self, axis=None):
-        from flowc.tensor import shape as shape_ops
+        from flowc.tensor import shape_ops
 
         return shape_ops.squeeze(self, axis)
 
@@ -333,7 +333,7 @@ def as_tensor_variable(x, name=None, ndim=None, dtype=None) -> TensorVariable:
     if hasattr(x, "get_value") and hasattr(x, "container"):
         raise TypeError(f"{x!r} is not a flowc variable")
     if isinstance(x, (list, tuple)) and any(_holds_variable(e) for e in x):
-        from flowc.tensor import shape as shape_ops
+        from flowc.tensor import shape_ops
 
         return shape_ops.stack([as_tensor_variable(e) for e in x])
     return constant(x, name=name, ndim=ndim, dtype=dtype)

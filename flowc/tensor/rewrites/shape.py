@@ -108,7 +108,7 @@ def local_shape_to_dims(fgraph, node):
     (x,) = node.inputs
     if x.ndim == 0:
         return [as_tensor_variable(_int64_vector([]))]
-    from flowc.tensor.shape import stack
+    from flowc.tensor.shape_ops import stack
 
     dims = shape_feature(fgraph).shape_of(x)
     return [stack([_int64(d) if isinstance(d, int) else d for d in dims])]

@@ -184,3 +184,63 @@ def test_rewrites_do_not_change_dtypes_of_outputs():
     a = rng.uniform(0.5, 2, size=(2, 3)).astype("float32")
     assert f(a).dtype == np.float32
     same_numbers(f, ref, a, rtol=1e-5)
+
+
+def _gemms(f):
+    return [n for n in f.fgraph.toposort() if type(n.op).__name__ == "Gemm"]
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda A, B, C, v, s: 2.0 * T.dot(A, B) + 0.5 * C,
+        lambda A, B, C, v, s: C - s * T.dot(A, B),
+        lambda A, B, C, v, s: T.dot(A, B) + C,
+        lambda A, B, C, v, s: T.dot(A, B) + v,  # C broadcast: a bias row
+        lambda A, B, C, v, s: C + T.dot(A, B) * s,
+    ],
+)
+def test_dot_plus_scaled_matrix_becomes_gemm(build):
+    A, B, C = T.dmatrices("A", "B", "C")
+    v = T.dvector("v")
+    s = T.dscalar("s")
+    f, ref = compiled([A, B, C, v, s], build(A, B, C, v, s), on_unused_input="ignore")
+    assert len(_gemms(f)) == 1
+    assert "Dot" not in op_types(f)
+    args = [
+        rng.normal(size=(3, 4)),
+        rng.normal(size=(4, 5)),
+        rng.normal(size=(3, 5)),
+        rng.normal(size=5),
+        0.7,
+    ]
+    same_numbers(f, ref, *args)
+
+
+def test_gemv_and_sgd_update_use_gemm():
+    A = T.dmatrix("A")
+    x = T.dvector("x")
+    y = T.dvector("y")
+    f, ref = compiled([A, x, y], y + 0.1 * T.dot(A, x))
+    assert len(_gemms(f)) == 1
+    same_numbers(f, ref, rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=3))
+    W = flowc.shared(rng.normal(size=(4, 2)), name="W")
+    X = T.dmatrix("X")
+    cost = T.tanh(T.dot(X, W)).sum()
+    step = flowc.function([X], cost, updates=[(W, W - 0.1 * T.grad(cost, W))])
+    assert len([n for n in step.fgraph.toposort() if type(n.op).__name__ == "Gemm"]) == 1
+    before = W.get_value()
+    a = rng.normal(size=(3, 4))
+    step(a)
+    expected = before - 0.1 * a.T @ (1 - np.tanh(a @ before) ** 2)
+    np.testing.assert_allclose(W.get_value(), expected, rtol=1e-12)
+
+
+def test_gemm_gradient():
+    from flowc.tensor.blas import gemm
+    from flowc.testing import verify_grad
+
+    verify_grad(
+        lambda C, A, B: gemm(C, 0.5, A, B, 2.0),
+        [rng.normal(size=(3, 2)), rng.normal(size=(3, 4)), rng.normal(size=(4, 2))],
+    )
