@@ -161,7 +161,7 @@ def _erfinv(y):
 
 
 def _digamma(x):
-    """psi(x): recurrence up to x >= 6, then the asymptotic series; reflection for x < 0."""
+    """psi(x): recurrence up to x >= 10, then the asymptotic series; reflection for x < 0."""
     x = np.asarray(x)
     dtype = _float_dtype(x.dtype.name)
     x = x.astype("float64")
@@ -170,8 +170,8 @@ def _digamma(x):
         refl = np.where(neg, np.pi / np.tan(np.pi * x), 0.0)
         z = np.where(neg, 1.0 - x, x)
         acc = np.zeros_like(z)
-        for _ in range(6):
-            low = z < 6
+        for _ in range(10):
+            low = z < 10
             acc = acc - np.where(low, 1.0 / z, 0.0)
             z = np.where(low, z + 1.0, z)
         r = 1.0 / (z * z)
@@ -186,7 +186,7 @@ def _digamma(x):
 
 
 def _trigamma(x):
-    """psi'(x): recurrence up to x >= 6, then the asymptotic series; reflection for x < 0."""
+    """psi'(x): recurrence up to x >= 10, then the asymptotic series; reflection for x < 0."""
     x = np.asarray(x)
     dtype = _float_dtype(x.dtype.name)
     x = x.astype("float64")
@@ -194,8 +194,8 @@ def _trigamma(x):
         neg = x < 0
         z = np.where(neg, 1.0 - x, x)
         acc = np.zeros_like(z)
-        for _ in range(6):
-            low = z < 6
+        for _ in range(10):
+            low = z < 10
             acc = acc + np.where(low, 1.0 / (z * z), 0.0)
             z = np.where(low, z + 1.0, z)
         r = 1.0 / (z * z)
