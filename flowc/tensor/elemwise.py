@@ -64,9 +64,7 @@ class Elemwise(Op):
             raise TypeError(f"{self.scalar_op} takes {nin} inputs, got {len(inputs)}")
         if nin == -1 and not inputs:
             raise TypeError(f"{self.scalar_op} needs at least one input")
-        inputs = _promote(
-            [as_tensor_variable(x) for x in inputs], widen=self.scalar_op in ps.COMPARISONS
-        )
+        inputs = _promote([as_tensor_variable(x) for x in inputs], self.scalar_op)
         ndim = max(x.ndim for x in inputs)
         inputs = [
             x if x.ndim == ndim else dimshuffle(x, ("x",) * (ndim - x.ndim) + tuple(range(x.ndim)))
@@ -140,11 +138,11 @@ class Elemwise(Op):
         return [math.cast(total, out.dtype) if total.dtype != out.dtype else total]
 
 
-def _promote(inputs, widen=False):
+def _promote(inputs, scalar_op=None):
     """Give Python-number constants the dtype NumPy 2 would (they are "weak").
 
-    A number that does not fit is an error, except in comparisons (``widen``), which
-    NumPy evaluates exactly (``uint8_array < -3`` is all False).
+    A number that does not fit the other operands' dtype is an error, unless NumPy
+    accepts it for ``scalar_op`` (``uint8_array < -3`` is all False, ``/ -3`` is float).
     """
     strong = [x for x in inputs if not (isinstance(x, TensorConstant) and x.weak)]
     if not strong or len(strong) == len(inputs):
@@ -159,7 +157,7 @@ def _promote(inputs, widen=False):
                 try:
                     x = constant(np.asarray(value, dtype=dtype))
                 except OverflowError:
-                    if not widen:
+                    if not _numpy_accepts(scalar_op, inputs, x):
                         raise
                     x = constant(np.asarray(value))
             except OverflowError as exc:
@@ -170,6 +168,19 @@ def _promote(inputs, widen=False):
             x.weak = True
         out.append(x)
     return out
+
+
+def _numpy_accepts(scalar_op, inputs, weak) -> bool:
+    """Whether NumPy computes ``scalar_op`` with the Python number of ``weak`` as it is."""
+    if scalar_op is None:
+        return False
+    args = [weak.data.item() if x is weak else np.zeros(1, x.dtype) for x in inputs]
+    try:
+        with np.errstate(all="ignore"):
+            scalar_op.impl(*args)
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_runtime_broadcast(node, inputs):

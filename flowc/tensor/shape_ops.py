@@ -96,7 +96,7 @@ def _int_vector(v, what: str, length=None):
     return v if v.dtype == "int64" else math.cast(v, "int64")
 
 
-def _entries(v, build: bool):
+def vector_entries(v, build: bool):
     """The entries of the int vector ``v``: per entry an int if known at build time, else
     (``build``) a 0-d int64 variable or (not ``build``) None. None if the length is unknown.
 
@@ -112,7 +112,7 @@ def _entries(v, build: bool):
             y = node.inputs[0]
             return list(shape_tuple(y)) if build else list(y.type.shape)
         if isinstance(op, Join) and op.axis == 0:
-            parts = [_entries(i, build) for i in node.inputs]
+            parts = [vector_entries(i, build) for i in node.inputs]
             if all(p is not None for p in parts):
                 return [e for p in parts for e in p]
         if isinstance(op, DimShuffle) and op.pattern == ("x",):
@@ -126,7 +126,7 @@ def _entries(v, build: bool):
         ):
             inner = node.inputs[0]
             if _widens(inner.dtype, v.dtype):
-                parts = _entries(inner, build)
+                parts = vector_entries(inner, build)
                 if parts is not None:
                     return [
                         p if isinstance(p, int) or p is None else math.cast(p, "int64")
@@ -234,7 +234,7 @@ class Reshape(Op):
                 f"reshape: shape {shape} has {shape.type.shape[0]} entries, "
                 f"expected ndim={self.ndim}"
             )
-        entries = _entries(shape, build=False) or [None] * self.ndim
+        entries = vector_entries(shape, build=False) or [None] * self.ndim
         static = _static_reshape(x.type.shape, entries)
         return Apply(self, [x, shape], [TensorType(x.dtype, static)()])
 
@@ -258,7 +258,7 @@ class Reshape(Op):
         static = node.outputs[0].type.shape
         if all(s is not None for s in static):
             return [static]
-        entries = _entries(node.inputs[1], build=True)
+        entries = vector_entries(node.inputs[1], build=True)
         size = _prod(xshp)
         if -1 in entries:
             # The -1 entry holds what the others leave of the size.
@@ -631,7 +631,7 @@ class Split(Op):
             raise TypeError(f"split: sizes must be an integer vector, got {sizes.type}")
         if sizes.type.shape[0] not in (None, self.n_splits):
             raise ValueError(f"split: {sizes.type.shape[0]} sizes given for {self.n_splits} splits")
-        entries = _entries(sizes, build=False) or [None] * self.n_splits
+        entries = vector_entries(sizes, build=False) or [None] * self.n_splits
         _check_entries(entries, "split", allow_minus_one=False)
         total = x.type.shape[self.axis]
         if total is not None and None not in entries and sum(entries) != total:
@@ -665,7 +665,7 @@ class Split(Op):
 
     def infer_shape(self, fgraph, node, input_shapes):
         xshp, _ = input_shapes
-        entries = _entries(node.inputs[1], build=True)
+        entries = vector_entries(node.inputs[1], build=True)
         out = []
         for o, e in zip(node.outputs, entries, strict=True):
             shp = list(xshp)
@@ -745,7 +745,7 @@ def _sizes_arg(sizes, what: str, ndim=None) -> list:
     """Non-negative sizes given as an int, a tuple of ints and int scalars, or an int vector
     (of static length, or ``ndim``), as a list of ints and int64 scalars."""
     if isinstance(sizes, Variable) and sizes.ndim == 1:
-        return _entries(_int_vector(sizes, what, ndim), build=True)
+        return vector_entries(_int_vector(sizes, what, ndim), build=True)
     if not isinstance(sizes, (tuple, list)):
         sizes = (sizes,)
     if ndim is not None and len(sizes) != ndim:

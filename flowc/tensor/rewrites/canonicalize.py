@@ -2,7 +2,7 @@
 
 Flattened and sorted sums and products, constants folded, ``x + x -> 2 * x``,
 negations pushed into subtractions, inverse pairs cancelled, useless shape ops
-removed, and DimShuffle lifted through elementwise ops.
+removed, and DimShuffle and Subtensor lifted through elementwise ops.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from flowc.tensor.basic import Alloc, Shape_i, alloc
 from flowc.tensor.elemwise import DimShuffle, Elemwise, dimshuffle
 from flowc.tensor.reduction import Reduce
 from flowc.tensor.rewrites import shape as shape_rewrites
+from flowc.tensor.rewrites.shape import shape_feature
 from flowc.tensor.rewrites.utils import constant_value, fits, scalar_op_of, single_client
+from flowc.tensor.shape_ops import Reshape, vector_entries
+from flowc.tensor.subtensor import Subtensor
 from flowc.tensor.var import constant
 
 
@@ -250,6 +253,62 @@ def local_sum_of_alloc(fgraph, node):
     return [fits(node.outputs[0], alloc(total, *kept))]
 
 
+def _same_dim(a, b) -> bool:
+    """True when two dims (ints or int64 scalars) are known to be equal."""
+    if a is b:
+        return True
+    ca = a if isinstance(a, int) else constant_value(a)
+    cb = b if isinstance(b, int) else constant_value(b)
+    if ca is not None or cb is not None:
+        return ca == cb
+    na, nb = a.owner, b.owner
+    return (
+        na is not None
+        and nb is not None
+        and na.op == nb.op
+        and isinstance(na.op, Shape_i)
+        and na.inputs[0] is nb.inputs[0]
+    )
+
+
+@node_rewriter([Reshape])
+def local_useless_reshape(fgraph, node):
+    """reshape(x, shape of x) -> x"""
+    x, shape = node.inputs
+    out = node.outputs[0]
+    if x.ndim != out.ndim:
+        return None
+    entries = vector_entries(shape, build=True)
+    if entries is None:
+        return None
+    dims = shape_feature(fgraph).shape_of(x)
+    if all(_same_dim(a, b) for a, b in zip(dims, entries, strict=True)):
+        return [fits(out, x)]
+    return None
+
+
+@node_rewriter([Subtensor])
+def local_subtensor_lift(fgraph, node):
+    """f(a, b)[idx] -> f(a[idx], b[idx]) for elementwise f (scalars are left as they are)"""
+    if type(node.op) is not Subtensor:
+        return None  # advanced indexing copies: lifting it could duplicate work
+    x, *index = node.inputs
+    if not isinstance(getattr(x.owner, "op", None), Elemwise) or not single_client(fgraph, x):
+        return None
+    if x.owner.op.inplace_pattern:
+        return None
+    new_inputs = []
+    for i in x.owner.inputs:
+        if all(i.broadcastable):
+            new_inputs.append(dimshuffle(i, ()))  # a scalar: Elemwise broadcasts it again
+        elif i.type.shape == x.type.shape:
+            new_inputs.append(node.op(i, *index))
+        else:
+            return None  # a partly broadcast input would need its own index
+    new = x.owner.op.make_node(*new_inputs).outputs[0]
+    return [fits(node.outputs[0], new)]
+
+
 CANONICALIZE = [
     local_constant_folding,
     local_add_canonical,
@@ -262,6 +321,8 @@ CANONICALIZE = [
     local_useless_cast,
     local_useless_alloc,
     local_sum_of_alloc,
+    local_useless_reshape,
+    local_subtensor_lift,
     *shape_rewrites.REWRITES,
 ]
 

@@ -244,3 +244,24 @@ def test_gemm_gradient():
         lambda C, A, B: gemm(C, 0.5, A, B, 2.0),
         [rng.normal(size=(3, 2)), rng.normal(size=(3, 4)), rng.normal(size=(4, 2))],
     )
+
+
+def test_useless_reshape_is_removed():
+    x = T.dmatrix("x")
+    f, ref = compiled([x], [T.exp(x).reshape(x.shape), T.exp(x).reshape((x.shape[0], -1))])
+    types = op_types(f)
+    assert types.count("Reshape") == 1  # the -1 form is kept: it is not known to be useless
+    same_numbers(f, ref, rng.normal(size=(2, 3)))
+
+
+def test_subtensor_is_lifted_through_elementwise_ops():
+    x, y = T.dmatrices("x", "y")
+    s = T.dscalar("s")
+    f, ref = compiled([x, y, s], (T.exp(x) * y + s)[1:, 0])
+    order = f.fgraph.toposort()
+    subs = [n for n in order if type(n.op).__name__ == "Subtensor"]
+    assert all(n.inputs[0] in f.fgraph.inputs for n in subs)  # indexing happens first
+    same_numbers(f, ref, rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), 0.5)
+    r = T.drow("r")
+    g, gref = compiled([x, r], (x + r)[1:])  # a broadcast row is not indexed: kept as is
+    same_numbers(g, gref, rng.normal(size=(3, 4)), rng.normal(size=(1, 4)))
