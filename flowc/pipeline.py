@@ -26,7 +26,8 @@ _ALL = tuple(name for name, _ in PIPELINE)
 MODES = {
     "fast_run": _ALL,
     "check": _ALL,
-    "nanguard": _ALL,
+    # Unfused, so that the first node producing a NaN is named as the user wrote it.
+    "nanguard": tuple(n for n in _ALL if n not in ("fusion", "inplace")),
     "fast_compile": ("merge", "constant_folding"),
     "py": ("merge", "constant_folding"),
     "none": (),

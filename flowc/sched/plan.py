@@ -1,46 +1,114 @@
-"""``ExecutionPlan``: plain data saying which kernel runs when, reading and writing which slots.
+"""``ExecutionPlan``: plain data saying what each stream does, in order, on which slots.
 
-``make_plan`` is the serial plan: topological order, each intermediate freed after
-its last reader. Later strategies (streams, devices, memory arenas) produce the
-same structure.
+A slot holds one value. Each stream is a list of steps: ``Launch`` a kernel,
+``Record`` or ``Wait`` on an event, ``Copy`` a value between devices. ``make_plan``
+builds the plan from an order (and optionally a placement) of the graph's nodes;
+the executor only walks it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import pickle
 
 from flowc.graph.basic import Constant
 
 
 @dataclasses.dataclass(frozen=True)
-class Step:
-    """Run kernel ``kernel`` on slots ``reads``, store into ``writes``, then free ``frees``."""
+class Launch:
+    """Run kernel ``kernel`` on slots ``reads``, store into ``writes``, then drop ``frees``."""
 
     kernel: int
     reads: tuple[int, ...]
     writes: tuple[int, ...]
-    frees: tuple[int, ...]
+    frees: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Mark event ``event`` as reached on this stream."""
+
+    event: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """Block this stream (only this one) until event ``event`` is recorded."""
+
+    event: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Copy:
+    """Copy the value in slot ``src`` into slot ``dst`` (a transfer between devices)."""
+
+    src: int
+    dst: int
+
+
+Step = Launch  # the serial plan's only kind of step
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamProgram:
+    """The ordered steps of one stream of one device."""
+
+    device: str
+    stream: int
+    steps: tuple
 
 
 @dataclasses.dataclass(frozen=True)
 class ExecutionPlan:
-    """Slots hold values; inputs and constants are bound before the first step."""
+    """Slots, their bindings, and one program per stream. Plain data: printable, hashable,
+    picklable."""
 
     n_slots: int
     input_slots: tuple[int, ...]
     constants: tuple[tuple[int, object], ...]
-    steps: tuple[Step, ...]
     output_slots: tuple[int, ...]
+    streams: tuple[StreamProgram, ...]
+    n_events: int = 0
+
+    @property
+    def steps(self) -> tuple:
+        """All steps of a one-stream plan (the common case)."""
+        if len(self.streams) != 1:
+            raise ValueError("plan.steps is for one-stream plans; use plan.streams")
+        return self.streams[0].steps
+
+    def counts(self) -> dict:
+        kinds = {"launch": Launch, "record": Record, "wait": Wait, "copy": Copy}
+        return {
+            name: sum(isinstance(s, cls) for p in self.streams for s in p.steps)
+            for name, cls in kinds.items()
+        }
 
     def summary(self) -> str:
-        return (
-            f"{len(self.steps)} steps, {self.n_slots} slots, "
-            f"{len(self.input_slots)} inputs, {len(self.output_slots)} outputs"
-        )
+        c = self.counts()
+        lines = [f"{len(self.streams)} streams, {self.n_slots} slots, {self.n_events} events, "
+                 f"{c['copy']} copies"]
+        for p in self.streams:
+            n = sum(isinstance(s, Launch) for s in p.steps)
+            lines.append(f"  {p.device}/stream{p.stream}: {n} kernels, {len(p.steps)} steps")
+        return "\n".join(lines)
+
+    def digest(self) -> str:
+        """A hash of the plan's structure (ranks compare it at start-up)."""
+        shape = (self.n_slots, self.input_slots, self.output_slots, self.streams, self.n_events,
+                 tuple(s for s, _ in self.constants))
+        return hashlib.sha256(pickle.dumps(shape)).hexdigest()[:16]
 
 
-def make_plan(fgraph, kernels) -> ExecutionPlan:
-    """The serial plan of ``kernels`` (in ``fgraph`` topological order)."""
+def make_plan(fgraph, kernels, placement=None) -> ExecutionPlan:
+    """The plan of ``kernels`` (one per node of ``fgraph``, in a valid order).
+
+    ``placement`` maps a kernel index to ``(device, stream)``; by default every
+    kernel runs on one stream. An edge between two streams becomes a Record on the
+    producer's stream and a Wait on the consumer's, once per (value, stream); an
+    intermediate is dropped after its last reader when all readers share a stream.
+    """
     slot: dict = {}
 
     def slot_of(v):
@@ -48,28 +116,50 @@ def make_plan(fgraph, kernels) -> ExecutionPlan:
 
     input_slots = tuple(slot_of(v) for v in fgraph.inputs)
     constants = []
-    for k in kernels:
-        for v in k.node.inputs:
-            if isinstance(v, Constant) and v not in slot:
-                constants.append((slot_of(v), v.data))
-    for v in fgraph.outputs:
+    for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
         if isinstance(v, Constant) and v not in slot:
             constants.append((slot_of(v), v.data))
-    last_read = {}
-    for step, k in enumerate(kernels):
-        for v in k.node.inputs:
-            last_read[v] = step
+    where = {k: (placement or {}).get(k, ("cpu:0", 0)) for k in range(len(kernels))}
+    producer = {o: k for k, kern in enumerate(kernels) for o in kern.node.outputs}
+    readers: dict = {}
+    for k, kern in enumerate(kernels):
+        for v in kern.node.inputs:
+            readers.setdefault(v, []).append(k)
     keep = set(fgraph.inputs) | set(fgraph.outputs)
-    steps = []
-    for step, k in enumerate(kernels):
-        reads = tuple(slot_of(v) for v in k.node.inputs)
-        writes = tuple(slot_of(v) for v in k.node.outputs)
-        dead = [
-            v
-            for v in dict.fromkeys(k.node.inputs)
-            if last_read[v] == step and v not in keep and not isinstance(v, Constant)
-        ]
-        dead += [v for v in k.node.outputs if v not in last_read and v not in keep]
-        steps.append(Step(step, reads, writes, tuple(slot_of(v) for v in dead)))
+    programs: dict = {}
+    events: dict = {}  # (value, producer stream) -> event id
+    waited: set = set()  # (event, consumer stream)
+    for k, kern in enumerate(kernels):
+        here = where[k]
+        steps = programs.setdefault(here, [])
+        for v in dict.fromkeys(kern.node.inputs):
+            p = producer.get(v)
+            if p is None or where[p] == here:
+                continue
+            ev = events.get(v)
+            if ev is None:
+                ev = events[v] = len(events)
+                programs[where[p]].insert(_after(programs[where[p]], p), Record(ev))
+            if (ev, here) not in waited:
+                waited.add((ev, here))
+                steps.append(Wait(ev))
+        frees = tuple(
+            slot_of(v) for v in dict.fromkeys(kern.node.inputs)
+            if v not in keep and not isinstance(v, Constant) and readers[v][-1] == k
+            and all(where[r] == here for r in readers[v])
+        ) + tuple(slot_of(o) for o in kern.node.outputs if o not in readers and o not in keep)
+        steps.append(Launch(k, tuple(slot_of(v) for v in kern.node.inputs),
+                            tuple(slot_of(v) for v in kern.node.outputs), frees))
     outputs = tuple(slot_of(v) for v in fgraph.outputs)
-    return ExecutionPlan(len(slot), input_slots, tuple(constants), tuple(steps), outputs)
+    streams = tuple(StreamProgram(d, s, tuple(p)) for (d, s), p in sorted(programs.items()))
+    if not streams:
+        streams = (StreamProgram("cpu:0", 0, ()),)
+    return ExecutionPlan(len(slot), input_slots, tuple(constants), outputs, streams, len(events))
+
+
+def _after(steps, kernel) -> int:
+    """The position just after the Launch of ``kernel`` in ``steps``."""
+    for i, s in enumerate(steps):
+        if isinstance(s, Launch) and s.kernel == kernel:
+            return i + 1
+    raise ValueError(f"kernel {kernel} is not on this stream")
