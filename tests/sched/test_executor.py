@@ -1,0 +1,92 @@
+"""The plan builder and executor: several streams give the serial results; failures surface."""
+
+import numpy as np
+import pytest
+
+import flowc
+import flowc.tensor as T
+from flowc.graph import FunctionGraph
+from flowc.kernels import lower
+from flowc.sched import execute, make_plan
+from flowc.sched.plan import Launch, Record, Wait
+
+
+def _graph():
+    x, y = T.dmatrices("x", "y")
+    a = T.tanh(x) * 2
+    b = T.exp(y) + 1
+    c = T.dot(a, b.T)
+    d = (a.sum() + b.sum()) * c
+    return FunctionGraph([x, y], [c, d])
+
+
+def _run(plan, kernels, values):
+    return execute(plan, kernels, values)
+
+
+@pytest.mark.parametrize("n_streams", [1, 2, 3])
+def test_round_robin_placement_matches_serial(n_streams):
+    fg = _graph()
+    kernels = lower(fg, "py")
+    placement = {k: ("cpu:0", k % n_streams) for k in range(len(kernels))}
+    plan = make_plan(fg, kernels, placement)
+    serial = make_plan(fg, kernels)
+    rng = np.random.default_rng(0)
+    values = [rng.normal(size=(3, 4)), rng.normal(size=(3, 4))]
+    for got, want in zip(_run(plan, kernels, values), _run(serial, kernels, values), strict=True):
+        np.testing.assert_allclose(got, want)
+    counts = plan.counts()
+    assert counts["launch"] == len(kernels)
+    assert counts["record"] == plan.n_events
+    assert counts["wait"] >= plan.n_events  # each event is waited for at least once
+    if n_streams == 1:
+        assert plan.n_events == 0 and len(plan.streams) == 1
+
+
+def test_events_pair_records_and_waits_across_streams():
+    fg = _graph()
+    kernels = lower(fg, "py")
+    placement = {k: ("cpu:0", k % 2) for k in range(len(kernels))}
+    plan = make_plan(fg, kernels, placement)
+    recorded = {s.event for p in plan.streams for s in p.steps if isinstance(s, Record)}
+    waited = {s.event for p in plan.streams for s in p.steps if isinstance(s, Wait)}
+    assert recorded == waited == set(range(plan.n_events))
+    # A Wait never waits for an event recorded later on its own stream.
+    for p in plan.streams:
+        own = [s.event for s in p.steps if isinstance(s, Record)]
+        assert not set(own) & {s.event for s in p.steps if isinstance(s, Wait)}
+    assert plan.digest() == make_plan(fg, kernels, placement).digest()
+    assert "2 streams" in plan.summary()
+
+
+def test_failure_on_one_stream_names_the_node_and_does_not_hang():
+    x = T.dvector("x")
+    y = T.dvector("y")
+    slow = T.exp(x)
+    for _ in range(20):
+        slow = T.tanh(slow)
+    bad = T.nlinalg.cholesky(T.outer(y, y) - 10.0)  # not positive definite: raises
+    fg = FunctionGraph([x, y], [slow + bad.sum()])
+    kernels = lower(fg, "py")
+    bad_k = next(k for k, kern in enumerate(kernels) if "Cholesky" in str(kern.node.op))
+    placement = {k: ("cpu:0", 1 if k == bad_k else 0) for k in range(len(kernels))}
+    plan = make_plan(fg, kernels, placement)
+    with pytest.raises(np.linalg.LinAlgError) as info:
+        execute(plan, kernels, [np.ones(3), np.ones(3)])
+    assert any("Cholesky" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_serial_plan_frees_intermediates():
+    fg = _graph()
+    kernels = lower(fg, "py")
+    plan = make_plan(fg, kernels)
+    freed = {s for step in plan.steps if isinstance(step, Launch) for s in step.frees}
+    outputs = set(plan.output_slots) | set(plan.input_slots)
+    assert freed and not freed & outputs
+
+
+def test_function_results_do_not_depend_on_the_plan():
+    x = T.dvector("x")
+    f = flowc.function([x], T.exp(x).sum())
+    assert len(f.plan.streams) == 1
+    assert float(f(np.zeros(3))) == 3.0
