@@ -21,6 +21,10 @@ class Config:
     on_unused_input: str = "raise"  # default of ``function(on_unused_input=...)``
     constant_folding_max_bytes: int = 1 << 20  # never fold a constant bigger than this
     unsafe_mul_zero: bool = False  # rewrite float x * 0 to 0 (wrong for x = NaN or inf)
+    cxx_native: bool = True  # compile kernels with -march=native
+    devices: str = "cpu:1"  # "cpu:N" splits the CPU into N virtual devices
+    streams: int = 1  # streams (worker threads on CPU) per device
+    schedule: str = "serial"  # placement strategy: serial, heft, user, critical_path
     print_after: str = ""  # pipeline steps after which to print the graph, '+'-separated
 
     def change(self, **flags):

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 _ids = itertools.count()
+
+# The device that nodes built inside ``with flowc.device(...)`` are pinned to.
+_device_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "flowc_device", default=None
+)
+
+
+@contextlib.contextmanager
+def device(name: str):
+    """Pin the nodes built inside the block to device ``name`` (e.g. ``'cpu:1'``)."""
+    if not isinstance(name, str) or ":" not in name:
+        raise ValueError(f"device names look like 'cpu:0' or 'cuda:1', got {name!r}")
+    token = _device_scope.set(name)
+    try:
+        yield name
+    finally:
+        _device_scope.reset(token)
 
 
 class Variable:
@@ -77,6 +96,8 @@ class Apply:
         self.op = op
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        pinned = _device_scope.get()
+        self.tag = {"device": pinned} if pinned else {}
         for i, out in enumerate(self.outputs):
             if out.owner is not None and out.owner is not self:
                 raise ValueError(f"output {i} of {op} already belongs to another node")
@@ -97,10 +118,12 @@ class Apply:
             raise ValueError(f"{self.op} takes {len(self.inputs)} inputs, got {len(inputs)}")
         if all(a.type == b.type for a, b in zip(inputs, self.inputs, strict=True)):
             outs = [o.type.make_variable(o.name) for o in self.outputs]
-            return Apply(self.op, inputs, outs)
-        node = self.op.make_node(*inputs)
-        for old, new in zip(self.outputs, node.outputs, strict=True):
-            new.name = old.name
+            node = Apply(self.op, inputs, outs)
+        else:
+            node = self.op.make_node(*inputs)
+            for old, new in zip(self.outputs, node.outputs, strict=True):
+                new.name = old.name
+        node.tag = {**node.tag, **self.tag}
         return node
 
 
