@@ -10,6 +10,7 @@ from flowc import autodiff, printing, tensor  # noqa: F401
 from flowc.autodiff import Lop, Rop, grad, hessian, jacobian
 from flowc.config import config
 from flowc.function import Function, In, Out, UnusedInputError, function
+from flowc.graph.basic import device
 from flowc.printing import debugprint, pp
 from flowc.sharedvar import SharedVariable, shared
 
@@ -29,6 +30,7 @@ __all__ = [
     "UnusedInputError",
     "config",
     "debugprint",
+    "device",
     "function",
     "grad",
     "gradient",

@@ -60,11 +60,13 @@ def shared(
     borrow=False,
     shape=None,
     broadcastable=None,
+    device=None,
     **kwargs,
 ):
     """A shared variable holding ``value`` (an array or a Python number).
 
     ``shape`` (or ``broadcastable``) gives static sizes; by default none are static.
+    ``device`` (e.g. ``'cpu:1'``) is where its storage lives in multi-device plans.
     """
     if kwargs:
         raise TypeError(f"shared() got unexpected arguments {sorted(kwargs)}")
@@ -83,11 +85,15 @@ def shared(
         shape = tuple(1 if b else None for b in broadcastable)
     if shape is None:
         shape = (None,) * arr.ndim
-    ttype = TensorType(arr.dtype, shape)
-    return SharedVariable(
-        ttype,
+    if device is not None and (not isinstance(device, str) or ":" not in device):
+        raise ValueError(f"shared(): device names look like 'cpu:0', got {device!r}")
+    var = SharedVariable(
+        TensorType(arr.dtype, shape),
         arr if borrow else arr.copy(),
         name=name,
         strict=strict,
         allow_downcast=allow_downcast,
     )
+    if device is not None:
+        var.tag["device"] = device
+    return var
