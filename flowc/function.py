@@ -4,7 +4,7 @@ spec = normalize(...)            what the user asked for (In, Out, updates, give
 fgraph = build_graph(spec)       one FunctionGraph: outputs, then update values
 fgraph = rewrite(fgraph, mode)   flowc.pipeline.PIPELINE
 kernels = lower(fgraph, mode)    flowc.kernels: one kernel per node
-plan = make_plan(fgraph, kernels)  flowc.sched: order and buffer lifetimes
+plan = schedule_plan(...)        flowc.sched: placement on streams, sync, order
 Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
 """
 
@@ -21,7 +21,8 @@ from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
 from flowc.graph.fg import FunctionGraph
 from flowc.kernels import lower
 from flowc.pipeline import resolve_mode, rewrite
-from flowc.sched import execute, make_plan
+from flowc.sched import execute
+from flowc.sched.plan import device_slots, schedule_plan
 from flowc.sharedvar import SharedVariable
 from flowc.tensor.var import as_tensor_variable
 
@@ -68,6 +69,7 @@ class FunctionSpec:
     updates: list[tuple[SharedVariable, Variable]]
     givens: list[tuple[Variable, Variable]]
     mode: str
+    schedule: str | None
     name: str | None
     on_unused_input: str
     allow_input_downcast: bool | None
@@ -84,11 +86,14 @@ def function(
     allow_input_downcast=None,
     profile=False,
     no_default_updates=False,
+    schedule=None,
 ):
     """Compile ``outputs`` (a variable, list or dict) as a function of ``inputs``.
 
     ``updates`` (pairs or a dict) give new values of shared variables, applied
     after the outputs are computed; ``givens`` substitutes variables in the graph.
+    ``schedule`` names the placement strategy (default ``config.schedule``) over the
+    ``config.devices`` x ``config.streams`` slots.
 
     >>> import flowc, flowc.tensor as T
     >>> x, y = T.dscalars("x", "y")
@@ -99,7 +104,15 @@ def function(
     if profile:
         warnings.warn("profile=True: per-node timing is not collected yet", stacklevel=2)
     spec = normalize(
-        inputs, outputs, updates, givens, mode, name, on_unused_input, allow_input_downcast
+        inputs,
+        outputs,
+        updates,
+        givens,
+        mode,
+        name,
+        on_unused_input,
+        allow_input_downcast,
+        schedule,
     )
     return compile_spec(spec)
 
@@ -110,7 +123,8 @@ def compile_spec(spec: FunctionSpec) -> Function:
     fgraph, shared_inputs = build_graph(spec)
     fgraph = rewrite(fgraph, spec.mode)
     kernels = lower(fgraph, spec.mode)
-    plan = make_plan(fgraph, kernels)
+    slots = device_slots(config.devices, config.streams)
+    plan = schedule_plan(fgraph, kernels, spec.schedule or config.schedule, slots)
     fn = Function(spec, fgraph, shared_inputs, kernels, plan)
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
@@ -133,7 +147,15 @@ def _as_pairs(mapping, what):
 
 
 def normalize(
-    inputs, outputs, updates, givens, mode, name, on_unused_input, allow_input_downcast
+    inputs,
+    outputs,
+    updates,
+    givens,
+    mode,
+    name,
+    on_unused_input,
+    allow_input_downcast,
+    schedule=None,
 ) -> FunctionSpec:
     """Check the arguments of ``function`` and put them in one shape."""
     if not isinstance(inputs, (list, tuple)):
@@ -196,7 +218,17 @@ def normalize(
     if policy not in ("raise", "warn", "ignore"):
         raise ValueError(f"on_unused_input must be raise, warn or ignore, got {policy!r}")
     return FunctionSpec(
-        ins, outs, keys, single, ups, gv, resolve_mode(mode), name, policy, allow_input_downcast
+        ins,
+        outs,
+        keys,
+        single,
+        ups,
+        gv,
+        resolve_mode(mode),
+        schedule,
+        name,
+        policy,
+        allow_input_downcast,
     )
 
 

@@ -153,6 +153,11 @@ class FunctionGraph:
                 )
         if var not in self.variables:
             return
+        pinned = var.owner.tag.get("device") if var.owner is not None else None
+        if pinned is not None:
+            # Nodes a rewrite makes stay on the device the user pinned the old one to.
+            for node in io_toposort(self.variables, [new_var]):
+                node.tag.setdefault("device", pinned)
         for node, i in list(self.clients[var]):
             self.change_node_input(node, i, new_var, reason)
 

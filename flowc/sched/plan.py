@@ -87,17 +87,25 @@ class ExecutionPlan:
 
     def summary(self) -> str:
         c = self.counts()
-        lines = [f"{len(self.streams)} streams, {self.n_slots} slots, {self.n_events} events, "
-                 f"{c['copy']} copies"]
+        lines = [
+            f"{len(self.streams)} streams, {self.n_slots} slots, {self.n_events} events, "
+            f"{c['copy']} copies"
+        ]
         for p in self.streams:
             n = sum(isinstance(s, Launch) for s in p.steps)
-            lines.append(f"  {p.device}/stream{p.stream}: {n} kernels, {len(p.steps)} steps")
+            lines.append(f"  {p.device} stream {p.stream}: {n} kernels, {len(p.steps)} steps")
         return "\n".join(lines)
 
     def digest(self) -> str:
         """A hash of the plan's structure (ranks compare it at start-up)."""
-        shape = (self.n_slots, self.input_slots, self.output_slots, self.streams, self.n_events,
-                 tuple(s for s, _ in self.constants))
+        shape = (
+            self.n_slots,
+            self.input_slots,
+            self.output_slots,
+            self.streams,
+            self.n_events,
+            tuple(s for s, _ in self.constants),
+        )
         return hashlib.sha256(pickle.dumps(shape)).hexdigest()[:16]
 
 
@@ -144,12 +152,21 @@ def make_plan(fgraph, kernels, placement=None) -> ExecutionPlan:
                 waited.add((ev, here))
                 steps.append(Wait(ev))
         frees = tuple(
-            slot_of(v) for v in dict.fromkeys(kern.node.inputs)
-            if v not in keep and not isinstance(v, Constant) and readers[v][-1] == k
+            slot_of(v)
+            for v in dict.fromkeys(kern.node.inputs)
+            if v not in keep
+            and not isinstance(v, Constant)
+            and readers[v][-1] == k
             and all(where[r] == here for r in readers[v])
         ) + tuple(slot_of(o) for o in kern.node.outputs if o not in readers and o not in keep)
-        steps.append(Launch(k, tuple(slot_of(v) for v in kern.node.inputs),
-                            tuple(slot_of(v) for v in kern.node.outputs), frees))
+        steps.append(
+            Launch(
+                k,
+                tuple(slot_of(v) for v in kern.node.inputs),
+                tuple(slot_of(v) for v in kern.node.outputs),
+                frees,
+            )
+        )
     outputs = tuple(slot_of(v) for v in fgraph.outputs)
     streams = tuple(StreamProgram(d, s, tuple(p)) for (d, s), p in sorted(programs.items()))
     if not streams:
@@ -163,3 +180,88 @@ def _after(steps, kernel) -> int:
         if isinstance(s, Launch) and s.kernel == kernel:
             return i + 1
     raise ValueError(f"kernel {kernel} is not on this stream")
+
+
+def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
+    """The plan of a placed, synchronized scheduling graph ``H`` (see ``sched.sync``).
+
+    Integer nodes of ``H`` are kernel indices; ``("copy", u, k, device)`` nodes copy
+    output ``k`` of kernel ``u`` to ``device``, and readers there use the copy. An
+    edge with an ``event`` is a Record after its source and a Wait before its target.
+    """
+    from flowc.sched.strategies import schedule_order
+
+    slot: dict = {}
+
+    def slot_of(key):
+        return slot.setdefault(key, len(slot))
+
+    input_slots = tuple(slot_of(v) for v in fgraph.inputs)
+    constants = []
+    for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
+        if isinstance(v, Constant) and v not in slot:
+            constants.append((slot_of(v), v.data))
+    device = {n: H.nodes[n]["slot"][0] for n in H}
+    copied = {(n[1], n[2], n[3]): n for n in H if isinstance(n, tuple)}
+    producer = {o: k for k, kern in enumerate(kernels) for o in kern.node.outputs}
+
+    def read_slot(v, dev):
+        p = producer.get(v)
+        if p is not None and (p, v.index, dev) in copied:
+            return slot_of(("copy", v, dev))
+        return slot_of(v)
+
+    programs = []
+    for (dev, stream), nodes in sorted(schedule_order(H).items(), key=lambda kv: str(kv[0])):
+        steps = []
+        for n in nodes:
+            steps += [Wait(d["event"]) for _, _, d in H.in_edges(n, data=True) if "event" in d]
+            if isinstance(n, tuple):
+                _, u, k, dst = n
+                v = kernels[u].node.outputs[k]
+                steps.append(Copy(slot_of(v), slot_of(("copy", v, dst))))
+            else:
+                node = kernels[n].node
+                steps.append(
+                    Launch(
+                        n,
+                        tuple(read_slot(v, dev) for v in node.inputs),
+                        tuple(slot_of(v) for v in node.outputs),
+                    )
+                )
+            events = sorted({d["event"] for _, _, d in H.out_edges(n, data=True) if "event" in d})
+            steps += [Record(e) for e in events]
+        programs.append(StreamProgram(str(dev), stream, tuple(steps)))
+    outputs = tuple(slot_of(v) for v in fgraph.outputs)
+    return ExecutionPlan(
+        len(slot), input_slots, tuple(constants), outputs, tuple(programs), H.graph.get("events", 0)
+    )
+
+
+def device_slots(devices: str, streams: int) -> list[tuple[str, int]]:
+    """``(device, stream)`` pairs for a ``devices`` flag such as ``'cpu:4'``."""
+    kind, _, count = devices.partition(":")
+    if kind != "cpu" or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"devices must look like 'cpu:N' with N >= 1, got {devices!r}")
+    if streams < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    return [(f"cpu:{d}", s) for d in range(int(count)) for s in range(streams)]
+
+
+def schedule_plan(fgraph, kernels, strategy: str, slots) -> ExecutionPlan:
+    """Place ``kernels`` on ``slots`` with ``strategy``, insert sync, and build the plan."""
+    from flowc.sched.dag import build_dag
+    from flowc.sched.strategies import STRATEGIES, schedule
+    from flowc.sched.sync import insert_sync
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown schedule {strategy!r}; use one of {sorted(STRATEGIES)}")
+    if len(slots) == 1 and strategy in ("serial", "heft", "critical_path"):
+        return make_plan(fgraph, kernels)
+    G = build_dag(fgraph)
+    for i in G:
+        pinned = G.nodes[i]["node"].tag.get("device")
+        if pinned is not None:
+            G.nodes[i]["pin"] = pinned
+    H, _, _ = insert_sync(schedule(G, slots, strategy))
+    return plan_from_schedule(fgraph, kernels, H)
