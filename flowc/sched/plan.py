@@ -201,7 +201,6 @@ def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
     for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
         if isinstance(v, Constant) and v not in slot:
             constants.append((slot_of(v), v.data))
-    device = {n: H.nodes[n]["slot"][0] for n in H}
     copied = {(n[1], n[2], n[3]): n for n in H if isinstance(n, tuple)}
     producer = {o: k for k, kern in enumerate(kernels) for o in kern.node.outputs}
 
