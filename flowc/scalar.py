@@ -225,6 +225,8 @@ def _round_half_away(x):
 
 def _variadic(ufunc):
     def impl(*xs):
+        if len(xs) == 1:
+            return np.array(xs[0], copy=True)  # never alias the input
         out = xs[0]
         for x in xs[1:]:
             out = ufunc(out, x)

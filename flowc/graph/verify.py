@@ -56,6 +56,13 @@ def verify(fgraph, where: str = "") -> None:
     for v, want in expected.items():
         if sorted(map(_key, fgraph.clients.get(v, []))) != sorted(map(_key, want)):
             fail(f"clients of {v} are {fgraph.clients.get(v)}, expected {want}")
+    if any(n.op.destroy_map for n in order):
+        from flowc.graph.destroy import InconsistencyError, validate
+
+        try:
+            validate(fgraph)
+        except InconsistencyError as exc:
+            fail(str(exc))
 
 
 def _key(client):
