@@ -208,6 +208,7 @@ def _trigamma(x):
 
 def _sigmoid(x):
     x = np.asarray(x)
+    x = x.astype(_float_dtype(x.dtype.name), copy=False)
     with np.errstate(over="ignore"):
         # exp of a non-positive number only: no overflow for large |x|.
         e = np.exp(-np.abs(x))
@@ -216,6 +217,7 @@ def _sigmoid(x):
 
 def _softplus(x):
     x = np.asarray(x)
+    x = x.astype(_float_dtype(x.dtype.name), copy=False)
     return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype)
 
 

@@ -110,3 +110,15 @@ def test_random_graphs_on_many_streams(seed, strategy):
         f = flowc.function([x, y], outs, on_unused_input="ignore")
     for g, w in zip(f(*values), want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_fusion_does_not_cross_pins():
+    x = T.dmatrix("x")
+    with flowc.device("cpu:1"):
+        y = T.exp(x)
+    z = T.tanh(y) * 2
+    with flowc.config.change(devices="cpu:2", streams=1, schedule="user"):
+        f = flowc.function([x], z)
+    devices = {str(k.node.op): k.node.tag.get("device") for k in f.kernels}
+    assert devices.get("exp") == "cpu:1" and len(f.kernels) == 2
+    np.testing.assert_allclose(f(np.zeros((1, 1))), [[np.tanh(1.0) * 2]])
