@@ -185,7 +185,10 @@ def pattern_rewriter(
         if not _match(in_pattern, node.outputs[0] if len(node.outputs) == 1 else None, bindings):
             return None
         out = _build(out_pattern, bindings)
-        return [out] if out is not None else None
+        old = node.outputs[0]
+        if out is None or not (out.type == old.type or old.type.is_super(out.type)):
+            return None  # e.g. log(exp(x)) of an integer x: the types differ
+        return [out]
 
     text = f"{_show(in_pattern)} -> {_show(out_pattern)}"
     fn.__doc__ = text

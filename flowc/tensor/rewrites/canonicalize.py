@@ -12,7 +12,7 @@ import numpy as np
 from flowc import scalar as ps
 from flowc.graph.basic import Constant
 from flowc.graph.merge import local_constant_folding
-from flowc.graph.rewrite import equilibrium, node_rewriter
+from flowc.graph.rewrite import equilibrium, node_rewriter, pattern_rewriter
 from flowc.tensor import math
 from flowc.tensor.basic import Alloc, Shape_i, alloc
 from flowc.tensor.elemwise import DimShuffle, Elemwise, dimshuffle
@@ -123,13 +123,11 @@ def local_mul_div_cancel(fgraph, node):
 
 @node_rewriter([Elemwise])
 def local_neg_forms(fgraph, node):
-    """--x -> x; x - c -> x + (-c); x - (-y) -> x + y; x + (-y) -> x - y; -(a - b) -> b - a"""
+    """x - c -> x + (-c); x - (-y) -> x + y; x + (-y) -> x - y; -(a - b) -> b - a"""
     op = scalar_op_of(node)
     out = node.outputs[0]
     if op == ps.neg:
         (x,) = node.inputs
-        if scalar_op_of(x) == ps.neg:
-            return [fits(out, x.owner.inputs[0])]
         if scalar_op_of(x) == ps.sub and single_client(fgraph, x):
             a, b = x.owner.inputs
             return [fits(out, math.sub(b, a))]
@@ -155,20 +153,13 @@ def local_neg_forms(fgraph, node):
     return None
 
 
-@node_rewriter([Elemwise])
-def local_exp_log(fgraph, node):
-    """exp(log(x)) -> x where x >= 0 (NaN elsewhere, as before); log(exp(x)) -> x"""
-    op = scalar_op_of(node)
-    (x,) = node.inputs if len(node.inputs) == 1 else (None,)
-    if x is None:
-        return None
-    out = node.outputs[0]
-    if op == ps.log and scalar_op_of(x) == ps.exp:
-        return [fits(out, x.owner.inputs[0])]
-    if op == ps.exp and scalar_op_of(x) == ps.log:
-        inner = x.owner.inputs[0]
-        return [fits(out, math.switch(math.ge(inner, 0), inner, np.nan))]
-    return None
+local_log_exp = pattern_rewriter((math.log, (math.exp, "x")), "x", name="local_log_exp")
+local_exp_log = pattern_rewriter(
+    (math.exp, (math.log, "x")),
+    lambda b: math.switch(math.ge(b["x"], 0), b["x"], np.nan),  # NaN stays NaN for x < 0
+    name="local_exp_log",
+)
+local_double_neg = pattern_rewriter((math.neg, (math.neg, "x")), "x", name="local_double_neg")
 
 
 @node_rewriter([DimShuffle])
@@ -315,7 +306,9 @@ CANONICALIZE = [
     local_mul_canonical,
     local_mul_div_cancel,
     local_neg_forms,
+    local_log_exp,
     local_exp_log,
+    local_double_neg,
     local_dimshuffle_of_dimshuffle,
     local_dimshuffle_lift,
     local_useless_cast,
