@@ -20,9 +20,9 @@ from flowc.config import config
 from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
 from flowc.graph.fg import FunctionGraph
 from flowc.kernels import lower
-from flowc.pipeline import resolve_mode, rewrite
+from flowc.pipeline import MODES, resolve_mode, rewrite
 from flowc.sched import execute
-from flowc.sched.plan import device_slots, schedule_plan
+from flowc.sched.plan import device_slots, make_plan, schedule_plan
 from flowc.sharedvar import SharedVariable
 from flowc.tensor.var import as_tensor_variable
 
@@ -73,6 +73,8 @@ class FunctionSpec:
     name: str | None
     on_unused_input: str
     allow_input_downcast: bool | None
+    memory_budget: int | None = None
+    remat: str = "greedy"
 
 
 def function(
@@ -87,13 +89,17 @@ def function(
     profile=False,
     no_default_updates=False,
     schedule=None,
+    memory_budget=None,
+    remat="greedy",
 ):
     """Compile ``outputs`` (a variable, list or dict) as a function of ``inputs``.
 
     ``updates`` (pairs or a dict) give new values of shared variables, applied
     after the outputs are computed; ``givens`` substitutes variables in the graph.
     ``schedule`` names the placement strategy (default ``config.schedule``) over the
-    ``config.devices`` x ``config.streams`` slots.
+    ``config.devices`` x ``config.streams`` slots. With ``memory_budget`` (bytes), the
+    first call plans the memory for its input shapes and recomputes forward values
+    (strategy ``remat``: 'sqrt', 'greedy' or 'mincut') so that the plan fits.
 
     >>> import flowc, flowc.tensor as T
     >>> x, y = T.dscalars("x", "y")
@@ -114,6 +120,16 @@ def function(
         allow_input_downcast,
         schedule,
     )
+    if memory_budget is not None:
+        from flowc.sched.remat import STRATEGIES as REMAT
+
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
+            raise TypeError(f"memory_budget must be an int (bytes), got {memory_budget!r}")
+        if memory_budget < 0:
+            raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget}")
+        if remat not in REMAT:
+            raise ValueError(f"unknown remat strategy {remat!r}; use one of {sorted(REMAT)}")
+        spec = dataclasses.replace(spec, memory_budget=memory_budget, remat=remat)
     return compile_spec(spec)
 
 
@@ -121,10 +137,16 @@ def compile_spec(spec: FunctionSpec) -> Function:
     """Run the pipeline stages on a normalized spec."""
     start = time.perf_counter()
     fgraph, shared_inputs = build_graph(spec)
-    fgraph = rewrite(fgraph, spec.mode)
-    kernels = lower(fgraph, spec.mode)
-    slots = device_slots(config.devices, config.streams)
-    plan = schedule_plan(fgraph, kernels, spec.schedule or config.schedule, slots)
+    if spec.memory_budget is None:
+        fgraph = rewrite(fgraph, spec.mode)
+        kernels = lower(fgraph, spec.mode)
+        slots = device_slots(config.devices, config.streams)
+        plan = schedule_plan(fgraph, kernels, spec.schedule or config.schedule, slots)
+    else:
+        # Planned at the first call, when shapes are known. In-place ops would pin
+        # forward values, so that step is left out.
+        fgraph = rewrite(fgraph, spec.mode, [s for s in MODES[spec.mode] if s != "inplace"])
+        kernels, plan = None, None
     fn = Function(spec, fgraph, shared_inputs, kernels, plan)
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
@@ -265,7 +287,7 @@ class Function:
         self.kernels = kernels
         self.plan = plan
         self.name = spec.name
-        self.fallback_ops = sorted({str(k.node.op) for k in kernels if k.backend == "py"})
+        self.fallback_ops = sorted({str(k.node.op) for k in kernels or () if k.backend == "py"})
         self._n_out = len(spec.outputs)
         self._by_name = {i.name: k for k, i in enumerate(spec.inputs) if i.name}
         self._inputs = [
@@ -278,6 +300,8 @@ class Function:
     def __call__(self, *args, **kwargs):
         values = self._bind(args, kwargs)
         values += [s.get_value(borrow=True) for s in self.shared_inputs]
+        if self.plan is None:
+            self._plan_within_budget(values)
         results = execute(self.plan, self.kernels, values)
         outs, new = results[: self._n_out], results[self._n_out :]
         outs = [
@@ -291,6 +315,39 @@ class Function:
         if self.spec.single_output:
             return outs[0]
         return outs
+
+    def _plan_within_budget(self, values):
+        """Recompute forward values so the plan for these shapes fits the budget."""
+        from flowc.sched.remat import fit_memory_budget
+
+        shapes = {v: np.shape(x) for v, x in zip(self.fgraph.inputs, values, strict=True)}
+        self.remat_plan = fit_memory_budget(
+            self.fgraph, self.spec.memory_budget, shapes, strategy=self.spec.remat
+        )
+        self.fgraph = self.remat_plan.fgraph
+        self.kernels = lower(self.fgraph, self.spec.mode, order=self.remat_plan.order)
+        self.plan = make_plan(self.fgraph, self.kernels)
+        self.fallback_ops = sorted({str(k.node.op) for k in self.kernels if k.backend == "py"})
+
+    def memory_report(self, *args, **kwargs):
+        """The static memory plan of this function for these inputs' shapes.
+
+        Returns ``(plan, naive)``: the ``MemoryPlan`` of the kernels in their order
+        (``peak_bytes``, ``lower_bound``, ``ratio``) and the bytes of a plan that keeps
+        every value alive.
+        """
+        from flowc.sched.memory import fgraph_buffers, infer_shapes, naive_peak, plan_memory
+
+        values = self._bind(args, kwargs) + [s.get_value(borrow=True) for s in self.shared_inputs]
+        if self.plan is None:
+            self._plan_within_budget(values)
+        shapes = infer_shapes(
+            self.fgraph, {v: np.shape(x) for v, x in zip(self.fgraph.inputs, values, strict=True)}
+        )
+        order = [k.node for k in self.kernels]
+        return plan_memory(**fgraph_buffers(self.fgraph, order, shapes)), naive_peak(
+            self.fgraph, shapes
+        )
 
     def _bind(self, args, kwargs) -> list:
         n = len(self._inputs)

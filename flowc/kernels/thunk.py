@@ -23,10 +23,11 @@ class Kernel:
     backend: str = "py"
 
 
-def lower(fgraph, mode: str) -> list[Kernel]:
-    """One kernel per node of ``fgraph``, in its topological order."""
+def lower(fgraph, mode: str, order=None) -> list[Kernel]:
+    """One kernel per node of ``fgraph``, in ``order`` (default: its topological order)."""
     guard = mode == "nanguard"
-    return [Kernel(node, _perform_thunk(node, guard)) for node in fgraph.toposort()]
+    nodes = fgraph.toposort() if order is None else order
+    return [Kernel(node, _perform_thunk(node, guard)) for node in nodes]
 
 
 def _perform_thunk(node: Apply, nan_guard: bool):
