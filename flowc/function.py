@@ -75,6 +75,7 @@ class FunctionSpec:
     allow_input_downcast: bool | None
     memory_budget: int | None = None
     remat: str = "greedy"
+    profile: bool = False
 
 
 def function(
@@ -107,8 +108,6 @@ def function(
     >>> float(f(2.0, 3.0))
     8.0
     """
-    if profile:
-        warnings.warn("profile=True: per-node timing is not collected yet", stacklevel=2)
     spec = normalize(
         inputs,
         outputs,
@@ -130,6 +129,8 @@ def function(
         if remat not in REMAT:
             raise ValueError(f"unknown remat strategy {remat!r}; use one of {sorted(REMAT)}")
         spec = dataclasses.replace(spec, memory_budget=memory_budget, remat=remat)
+    if profile:
+        spec = dataclasses.replace(spec, profile=True)
     return compile_spec(spec)
 
 
@@ -288,6 +289,7 @@ class Function:
         self.plan = plan
         self.name = spec.name
         self.fallback_ops = sorted({str(k.node.op) for k in kernels or () if k.backend == "py"})
+        self.profile = Profile() if spec.profile else None
         self._n_out = len(spec.outputs)
         self._by_name = {i.name: k for k, i in enumerate(spec.inputs) if i.name}
         self._inputs = [
@@ -302,7 +304,13 @@ class Function:
         values += [s.get_value(borrow=True) for s in self.shared_inputs]
         if self.plan is None:
             self._plan_within_budget(values)
-        results = execute(self.plan, self.kernels, values)
+        if self.profile is None:
+            results = execute(self.plan, self.kernels, values)
+        else:
+            trace = []
+            start = time.perf_counter()
+            results = execute(self.plan, self.kernels, values, trace)
+            self.profile.record(trace, start, time.perf_counter())
         outs, new = results[: self._n_out], results[self._n_out :]
         outs = [
             self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs, strict=True)
@@ -315,6 +323,26 @@ class Function:
         if self.spec.single_output:
             return outs[0]
         return outs
+
+    def reschedule(self, strategy=None):
+        """Rebuild the plan from the measured per-node times of ``self.profile``."""
+        from flowc.sched.cost import CostModel
+
+        if self.profile is None or not self.profile.calls:
+            raise ValueError(
+                "reschedule() needs measured times: compile with profile=True "
+                "and call the function first"
+            )
+        model = CostModel.from_profile(self.profile.node_times(self.kernels))
+        slots = device_slots(config.devices, config.streams)
+        self.plan = schedule_plan(
+            self.fgraph,
+            self.kernels,
+            strategy or self.spec.schedule or config.schedule,
+            slots,
+            model,
+        )
+        return self.plan
 
     def _plan_within_budget(self, values):
         """Recompute forward values so the plan for these shapes fits the budget."""
@@ -406,6 +434,39 @@ class Function:
 
 
 _MISSING = object()
+
+
+class Profile:
+    """Measured times of a function compiled with ``profile=True``, over all its calls.
+
+    ``times[k]`` lists the seconds kernel ``k`` took per call; ``last_trace`` holds the
+    last call's ``(kernel, device, stream, start, end)`` with times relative to its start.
+    """
+
+    def __init__(self):
+        self.calls = 0
+        self.times: dict[int, list[float]] = {}
+        self.wall: list[float] = []
+        self.last_trace: list = []
+
+    def record(self, trace, start, end):
+        self.calls += 1
+        self.wall.append(end - start)
+        for k, _, _, t0, t1 in trace:
+            self.times.setdefault(k, []).append(t1 - t0)
+        self.last_trace = [(k, d, s, t0 - start, t1 - start) for k, d, s, t0, t1 in trace]
+
+    def node_times(self, kernels) -> dict:
+        """``{Apply: median seconds}``, what ``CostModel.from_profile`` takes."""
+        return {kernels[k].node: float(np.median(v)) for k, v in self.times.items()}
+
+    def summary(self, kernels, top=15) -> str:
+        rows = sorted(self.times.items(), key=lambda kv: -sum(kv[1]))[:top]
+        lines = [f"{self.calls} calls, median wall {np.median(self.wall) * 1e3:.3f} ms"]
+        for k, v in rows:
+            lines.append(f"  {np.median(v) * 1e6:10.1f} us  {kernels[k].node.op}")
+        return "\n".join(lines)
+
 
 _eval_cache: dict = {}
 

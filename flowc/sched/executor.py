@@ -9,6 +9,7 @@ the node named; no worker waits forever on an event that will never come.
 from __future__ import annotations
 
 import threading
+import time
 
 from flowc.sched.plan import Copy, Launch, Record, Wait
 
@@ -17,17 +18,21 @@ class ExecutionError(RuntimeError):
     """Raised in a worker; the original exception is its ``__cause__``."""
 
 
-def execute(plan, kernels, inputs: list) -> list:
-    """Run ``plan`` on ``inputs`` and return the output values."""
+def execute(plan, kernels, inputs: list, trace: list | None = None) -> list:
+    """Run ``plan`` on ``inputs`` and return the output values.
+
+    With a ``trace`` list, each Launch appends ``(kernel, device, stream, start, end)``
+    (``time.perf_counter`` seconds) to it: a measured profile of this run.
+    """
     slots = [None] * plan.n_slots
     for s, v in zip(plan.input_slots, inputs, strict=True):
         slots[s] = v
     for s, v in plan.constants:
         slots[s] = v
-    if len(plan.streams) == 1:
+    if len(plan.streams) == 1 and trace is None:
         _run_serial(plan.streams[0].steps, kernels, slots)
     else:
-        _run_parallel(plan, kernels, slots)
+        _run_parallel(plan, kernels, slots, trace)
     return [slots[s] for s in plan.output_slots]
 
 
@@ -52,7 +57,7 @@ def _run_serial(steps, kernels, slots):
             slots[step.dst] = slots[step.src].copy()
 
 
-def _run_parallel(plan, kernels, slots):
+def _run_parallel(plan, kernels, slots, trace=None):
     events = [threading.Event() for _ in range(plan.n_events)]
     failed = threading.Event()
     errors = []
@@ -63,7 +68,14 @@ def _run_parallel(plan, kernels, slots):
                 if failed.is_set():
                     return
                 if isinstance(step, Launch):
-                    _launch(step, kernels, slots)
+                    if trace is None:
+                        _launch(step, kernels, slots)
+                    else:
+                        t0 = time.perf_counter()
+                        _launch(step, kernels, slots)
+                        trace.append(
+                            (step.kernel, program.device, program.stream, t0, time.perf_counter())
+                        )
                 elif isinstance(step, Record):
                     events[step.event].set()
                 elif isinstance(step, Wait):
@@ -76,10 +88,13 @@ def _run_parallel(plan, kernels, slots):
             errors.append(exc)
             failed.set()
 
-    threads = [threading.Thread(target=worker, args=(p,), daemon=True) for p in plan.streams]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    if len(plan.streams) == 1:
+        worker(plan.streams[0])  # no thread needed (profiling a serial plan)
+    else:
+        threads = [threading.Thread(target=worker, args=(p,), daemon=True) for p in plan.streams]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     if errors:
         raise errors[0]

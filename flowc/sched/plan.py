@@ -70,6 +70,9 @@ class ExecutionPlan:
     output_slots: tuple[int, ...]
     streams: tuple[StreamProgram, ...]
     n_events: int = 0
+    # (kernel index or copy label, device, stream, start, finish) estimated by the
+    # scheduler, in seconds from the start of a call; empty for a serial plan.
+    estimates: tuple = ()
 
     @property
     def steps(self) -> tuple:
@@ -232,8 +235,24 @@ def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
             steps += [Record(e) for e in events]
         programs.append(StreamProgram(str(dev), stream, tuple(steps)))
     outputs = tuple(slot_of(v) for v in fgraph.outputs)
+    estimates = tuple(
+        (
+            n if not isinstance(n, tuple) else f"copy {n[1]}.{n[2]} to {n[3]}",
+            str(d["slot"][0]),
+            d["slot"][1],
+            d["start"],
+            d["finish"],
+        )
+        for n, d in sorted(H.nodes(data=True), key=lambda nd: (nd[1]["start"], str(nd[0])))
+    )
     return ExecutionPlan(
-        len(slot), input_slots, tuple(constants), outputs, tuple(programs), H.graph.get("events", 0)
+        len(slot),
+        input_slots,
+        tuple(constants),
+        outputs,
+        tuple(programs),
+        H.graph.get("events", 0),
+        estimates,
     )
 
 
@@ -247,8 +266,12 @@ def device_slots(devices: str, streams: int) -> list[tuple[str, int]]:
     return [(f"cpu:{d}", s) for d in range(int(count)) for s in range(streams)]
 
 
-def schedule_plan(fgraph, kernels, strategy: str, slots) -> ExecutionPlan:
-    """Place ``kernels`` on ``slots`` with ``strategy``, insert sync, and build the plan."""
+def schedule_plan(fgraph, kernels, strategy: str, slots, cost_model=None) -> ExecutionPlan:
+    """Place ``kernels`` on ``slots`` with ``strategy``, insert sync, and build the plan.
+
+    ``cost_model`` (a ``sched.cost.CostModel``) gives node times; measured ones come
+    from ``CostModel.from_profile``.
+    """
     from flowc.sched.dag import build_dag
     from flowc.sched.strategies import STRATEGIES, schedule
     from flowc.sched.sync import insert_sync
@@ -257,7 +280,7 @@ def schedule_plan(fgraph, kernels, strategy: str, slots) -> ExecutionPlan:
         raise ValueError(f"unknown schedule {strategy!r}; use one of {sorted(STRATEGIES)}")
     if len(slots) == 1 and strategy in ("serial", "heft", "critical_path"):
         return make_plan(fgraph, kernels)
-    G = build_dag(fgraph)
+    G = build_dag(fgraph, cost_model)
     for i in G:
         pinned = G.nodes[i]["node"].tag.get("device")
         if pinned is not None:

@@ -90,3 +90,24 @@ def test_function_results_do_not_depend_on_the_plan():
     f = flowc.function([x], T.exp(x).sum())
     assert len(f.plan.streams) == 1
     assert float(f(np.zeros(3))) == 3.0
+
+
+def test_profile_records_every_kernel_and_reschedules():
+    x = T.dmatrix("x")
+    w = T.dmatrix("w")
+    outs = [T.tanh(T.dot(x, w)).sum(), T.exp(x).mean()]
+    with flowc.config.change(devices="cpu:2", streams=1, schedule="heft"):
+        f = flowc.function([x, w], outs, profile=True)
+        a, b = np.ones((20, 30)), np.ones((30, 10))
+        f(a, b)
+        f(a, b)
+        assert f.profile.calls == 2
+        assert set(f.profile.times) == set(range(len(f.kernels)))
+        assert all(len(v) == 2 and min(v) >= 0 for v in f.profile.times.values())
+        plan = f.reschedule()
+        assert plan.estimates and {e[1] for e in plan.estimates} <= {"cpu:0", "cpu:1"}
+        np.testing.assert_allclose(f(a, b)[0], np.tanh(30.0) * 200)
+    assert "calls" in f.profile.summary(f.kernels)
+    g = flowc.function([x], x.sum())
+    with pytest.raises(ValueError, match="profile=True"):
+        g.reschedule()
