@@ -17,8 +17,18 @@ from flowc.tensor.var import as_tensor_variable
 class Gemm(Op):
     """``beta * C + alpha * dot(A, B)`` for a matrix ``A`` and a matrix or vector ``B``.
 
-    ``alpha`` and ``beta`` are 0-d; ``C`` broadcasts to the product's shape.
+    ``alpha`` and ``beta`` are 0-d; ``C`` broadcasts to the product's shape. With
+    ``inplace`` (set by the in-place step) the result is written into ``C``'s buffer.
     """
+
+    __props__ = ("inplace",)
+
+    def __init__(self, inplace=False):
+        self.inplace = bool(inplace)
+        self.destroy_map = {0: [0]} if self.inplace else {}
+
+    def __str__(self):
+        return "Gemm_inplace" if self.inplace else "Gemm"
 
     def make_node(self, C, alpha, A, B, beta):
         C, alpha, A, B, beta = map(as_tensor_variable, (C, alpha, A, B, beta))
@@ -39,6 +49,11 @@ class Gemm(Op):
         C, alpha, A, B, beta = inputs
         dtype = node.outputs[0].dtype
         prod = np.dot(A, B)
+        if self.inplace and C.shape == prod.shape and C.dtype == dtype and C.flags.writeable:
+            C *= beta
+            C += alpha * prod
+            output_storage[0][0] = C
+            return
         out = np.empty(prod.shape, dtype=dtype)
         try:
             np.multiply(C, beta, out=out, casting="unsafe")

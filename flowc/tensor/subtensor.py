@@ -504,18 +504,22 @@ class IncSubtensor(Op):
     dtype. The inputs are never modified.
     """
 
-    __props__ = ("idx_list", "set_instead_of_inc")
+    __props__ = ("idx_list", "set_instead_of_inc", "inplace")
     advanced = False
 
-    def __init__(self, idx_list, set_instead_of_inc=False):
+    def __init__(self, idx_list, set_instead_of_inc=False, inplace=False):
         self.idx_list = _check_idx_list(idx_list, self.advanced)
         self.set_instead_of_inc = bool(set_instead_of_inc)
+        # Set only by the in-place step: then x's buffer is updated and returned.
+        self.inplace = bool(inplace)
+        self.destroy_map = {0: [0]} if self.inplace else {}
 
     def __str__(self):
         name = type(self).__name__
         if self.set_instead_of_inc:
             name = name.replace("Inc", "Set")
-        return f"{name}{{{_idx_str(self.idx_list)}}}"
+        suffix = "_inplace" if self.inplace else ""
+        return f"{name}{{{_idx_str(self.idx_list)}}}{suffix}"
 
     __repr__ = __str__
 
@@ -530,7 +534,7 @@ class IncSubtensor(Op):
     def perform(self, node, inputs, output_storage):
         x, y, *index = inputs
         idx = _numpy_index(self.idx_list, index)
-        out = x.copy()
+        out = x if self.inplace and x.flags.writeable else x.copy()
         try:
             target = _indexed_shape(out, idx, self.advanced)
         except IndexError as exc:

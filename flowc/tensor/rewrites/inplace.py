@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flowc.graph.basic import Apply
 from flowc.graph.destroy import destroy_handler
+from flowc.tensor.blas import Gemm
 from flowc.tensor.elemwise import Elemwise
 from flowc.tensor.subtensor import IncSubtensor
 
@@ -77,10 +78,13 @@ def _try_elemwise(fgraph, handler, node) -> bool:
     return True
 
 
-def _try_inc_subtensor(fgraph, handler, node) -> bool:
-    """``inc_subtensor``/``set_subtensor`` updating ``x`` in place, if the op supports it."""
+def _try_inplace_prop(fgraph, handler, node) -> bool:
+    """An op with an ``inplace`` prop (inc/set_subtensor on ``x``, Gemm on ``C``) writing
+    into its first input, when that input has exactly the output's buffer."""
     op = node.op
     if "inplace" not in getattr(op, "__props__", ()) or op.inplace:
+        return False
+    if not _same_buffer_shape(node.inputs[0], node.outputs[0]):
         return False
     if not handler.can_destroy(fgraph, node, 0):
         return False
@@ -103,8 +107,8 @@ def insert_inplace(fgraph):
             continue
         if isinstance(node.op, Elemwise):
             _try_elemwise(fgraph, handler, node)
-        elif isinstance(node.op, IncSubtensor):
-            _try_inc_subtensor(fgraph, handler, node)
+        elif isinstance(node.op, (IncSubtensor, Gemm)):
+            _try_inplace_prop(fgraph, handler, node)
     handler.validate(fgraph)
     return fgraph
 

@@ -317,11 +317,9 @@ def test_elemwise_subclass_keeps_its_class_and_props():
     assert_same(evaluate(fg.outputs, {x: a}), [np.tanh(np.exp(a)) * 1.5])
 
 
-def test_inc_subtensor_in_place_when_supported():
+def test_inc_subtensor_in_place():
     from flowc.tensor.subtensor import IncSubtensor
 
-    if "inplace" not in IncSubtensor.__props__:
-        pytest.skip("IncSubtensor has no in-place form yet")
     x = T.dmatrix("x")
     y = T.exp(x)
     out = T.set_subtensor(y[0], 0.0) * 2
@@ -565,3 +563,19 @@ def test_depths_follow_an_input_that_becomes_deeper():
     fg.change_node_input(out.owner, 1, c, reason="test")
     assert handler.runs_before(s.owner, out.owner)
     assert handler.can_destroy(fg, out.owner, 0)
+
+
+def test_gemm_writes_into_c_when_c_is_a_dead_intermediate():
+    A, B, C = T.dmatrices("A", "B", "C")
+    out = T.exp(C) + 0.5 * T.dot(A, B)  # exp(C) is read only by the Gemm
+    f, ref = fast_and_ref([A, B, C], out)
+    gemms = [n for n in f.fgraph.toposort() if "Gemm" in str(n.op)]
+    assert len(gemms) == 1 and gemms[0].op.destroy_map == {0: [0]}
+    args = [rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(3, 2))]
+    before = [a.copy() for a in args]
+    assert_same(f(*args), ref(*args))
+    for a, b in zip(args, before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    g, gref = fast_and_ref([A, B, C], C + 0.5 * T.dot(A, B))  # C is an input: never destroyed
+    assert not any(n.op.destroy_map for n in g.fgraph.toposort())
+    assert_same(g(*args), gref(*args))
