@@ -35,7 +35,7 @@ class TensorType:
     (False, True)
     """
 
-    __slots__ = ("dtype", "shape", "_hash")
+    __slots__ = ("dtype", "shape", "_hash", "_np")
     variable_class = None  # set by flowc.tensor: the Variable subclass with operators
     constant_class = None  # likewise for constants
 
@@ -52,6 +52,7 @@ class TensorType:
         object.__setattr__(self, "dtype", dtype)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "_hash", hash((dtype, shape)))
+        object.__setattr__(self, "_np", np.dtype(dtype))  # compared on every call
 
     def __setattr__(self, name, value):
         raise AttributeError("TensorType is immutable")
@@ -81,7 +82,7 @@ class TensorType:
 
     @property
     def numpy_dtype(self) -> np.dtype:
-        return np.dtype(self.dtype)
+        return self._np
 
     def clone(self, dtype=None, shape=None) -> TensorType:
         return TensorType(
@@ -116,7 +117,7 @@ class TensorType:
         A value whose dtype is wider than this type's is refused unless
         ``allow_downcast``; a narrower one (or a Python scalar that fits) is cast.
         """
-        if isinstance(value, np.ndarray) and value.dtype.name == self.dtype:
+        if isinstance(value, np.ndarray) and value.dtype == self._np:
             arr = value
         else:
             src = np.asarray(value)

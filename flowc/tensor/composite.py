@@ -103,6 +103,7 @@ class Composite(ps.ScalarOp):
         self.steps = steps
         self.outputs = outputs
         self._hash = hash((Composite, nin, steps, outputs))
+        self._dtype_memo: dict = {}  # input dtypes -> the dtype of every step
         self._dtypes: dict[tuple, tuple] = {}
         linear = all(op.linear for op, _ in steps) and not any(
             isinstance(r, ScalarConstant) for _, refs in steps for r in refs
@@ -157,13 +158,17 @@ class Composite(ps.ScalarOp):
         if len(inputs) != self.nin:
             raise TypeError(f"{self.name} takes {self.nin} inputs, got {len(inputs)}")
         inputs = [np.asarray(x) for x in inputs]
-        dtypes = self.step_dtypes([x.dtype.name for x in inputs])
+        key = tuple(x.dtype for x in inputs)
+        dtypes = self._dtype_memo.get(key)
+        if dtypes is None:
+            dtypes = [np.dtype(d) for d in self.step_dtypes([d.name for d in key])]
+            self._dtype_memo[key] = dtypes
         regs = list(inputs)
         with np.errstate(all="ignore"):
             for (op, refs), dtype in zip(self.steps, dtypes, strict=True):
                 args = [r.array() if isinstance(r, ScalarConstant) else regs[r] for r in refs]
                 out = np.asarray(op.impl(*args))
-                if out.dtype.name != dtype:
+                if out.dtype != dtype:
                     out = out.astype(dtype)
                 regs.append(out)
         shape = np.broadcast_shapes(*(x.shape for x in inputs))

@@ -78,9 +78,9 @@ class Elemwise(Op):
         _check_runtime_broadcast(node, inputs)
         with np.errstate(all="ignore"):
             out = self.scalar_op.impl(*inputs)
-        dtype = node.outputs[0].dtype
+        dtype = node.outputs[0].type.numpy_dtype
         out = np.asarray(out)
-        if out.dtype.name != dtype:
+        if out.dtype != dtype:
             out = out.astype(dtype)
         if self.inplace_pattern:
             ((o, i),) = self.inplace_pattern
