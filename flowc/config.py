@@ -21,6 +21,7 @@ class Config:
     on_unused_input: str = "raise"  # default of ``function(on_unused_input=...)``
     constant_folding_max_bytes: int = 1 << 20  # never fold a constant bigger than this
     unsafe_mul_zero: bool = False  # rewrite float x * 0 to 0 (wrong for x = NaN or inf)
+    linker: str = "c"  # "c": compiled C++ kernels where a compiler exists; "py": perform only
     cxx_native: bool = True  # compile kernels with -march=native
     devices: str = "cpu:1"  # "cpu:N" splits the CPU into N virtual devices
     streams: int = 1  # streams (worker threads on CPU) per device
@@ -58,6 +59,8 @@ def _set(cfg: Config, key: str, value) -> None:
             value = type(default)(value)
     if key == "floatX" and value not in ("float16", "float32", "float64"):
         raise ValueError(f"floatX must be float16, float32 or float64, got {value!r}")
+    if key == "linker" and value not in ("c", "py"):
+        raise ValueError(f"linker must be 'c' or 'py', got {value!r}")
     setattr(cfg, key, value)
 
 

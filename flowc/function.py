@@ -19,12 +19,15 @@ import numpy as np
 from flowc.config import config
 from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
 from flowc.graph.fg import FunctionGraph
-from flowc.kernels import lower
+from flowc.kernels import compile_program, lower
 from flowc.pipeline import MODES, resolve_mode, rewrite
 from flowc.sched import execute
 from flowc.sched.plan import device_slots, make_plan, schedule_plan
 from flowc.sharedvar import SharedVariable
 from flowc.tensor.var import as_tensor_variable
+
+# Modes whose one-stream functions run compiled kernels (py and nanguard run perform).
+COMPILED_MODES = ("fast_run", "fast_compile", "check")
 
 
 class UnusedInputError(ValueError):
@@ -149,6 +152,24 @@ def compile_spec(spec: FunctionSpec) -> Function:
         fgraph = rewrite(fgraph, spec.mode, [s for s in MODES[spec.mode] if s != "inplace"])
         kernels, plan = None, None
     fn = Function(spec, fgraph, shared_inputs, kernels, plan)
+    if (
+        plan is not None
+        and len(plan.streams) == 1
+        and spec.mode in COMPILED_MODES
+        and config.linker == "c"
+        and not spec.profile
+    ):
+        # One stream: the whole function is one compiled program, no per-node Python.
+        fn.program = compile_program(fgraph)
+        if fn.program is not None:
+            fn.fallback_ops = list(fn.program.fallback_ops)
+            # The program returns fresh, writable arrays (it copies an output that is an
+            # input), so unless an output is a constant or shared storage, nothing needs
+            # copying on the way out.
+            fn._program_owns = not any(
+                isinstance(v, Constant) or isinstance(v, SharedVariable) or v.owner is None
+                for v in fgraph.outputs
+            )
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
         from flowc.checking import CheckedFunction
@@ -290,7 +311,18 @@ class Function:
         self.name = spec.name
         self.fallback_ops = sorted({str(k.node.op) for k in kernels or () if k.backend == "py"})
         self.profile = Profile() if spec.profile else None
+        self.program = None  # the CompiledFunction, when the function runs compiled
+        self._program_owns = False
         self._n_out = len(spec.outputs)
+        self._single_plain = spec.single_output and not spec.updates
+        # Inputs the fast path of __call__ accepts as they are: (dtype, ndim), when no
+        # static size, default or downcast rule needs looking at.
+        self._fast = tuple(
+            (i.variable.type.numpy_dtype, i.variable.ndim)
+            if all(d is None for d in i.variable.type.shape)
+            else (None, -1)
+            for i in spec.inputs
+        )
         self._by_name = {i.name: k for k, i in enumerate(spec.inputs) if i.name}
         self._inputs = [
             (i, i.variable.type, i.variable.name or f"#{k}") for k, i in enumerate(spec.inputs)
@@ -300,11 +332,28 @@ class Function:
         return f"<flowc.Function {self.name or ''} of {len(self.spec.inputs)} inputs>"
 
     def __call__(self, *args, **kwargs):
-        values = self._bind(args, kwargs)
-        values += [s.get_value(borrow=True) for s in self.shared_inputs]
+        values = None
+        if not kwargs and len(args) == len(self._fast):
+            # The common case in one pass: ndarrays of exactly the declared dtype and
+            # ndim, no static sizes to check. Anything else goes through _bind.
+            values = list(args)
+            for x, (dtype, ndim) in zip(values, self._fast, strict=True):
+                if type(x) is not np.ndarray or x.dtype is not dtype or x.ndim != ndim:
+                    values = None
+                    break
+        if values is None:
+            values = self._bind(args, kwargs)
+        for s in self.shared_inputs:
+            values.append(s._value)
         if self.plan is None:
             self._plan_within_budget(values)
-        if self.profile is None:
+        if self.program is not None:
+            results = self.program(values)
+            if self._program_owns:
+                if self._single_plain:
+                    return results[0]
+                return self._deliver(results[: self._n_out], results[self._n_out :])
+        elif self.profile is None:
             results = execute(self.plan, self.kernels, values)
         else:
             trace = []
@@ -315,9 +364,12 @@ class Function:
         outs = [
             self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs, strict=True)
         ]
-        new = [self._own(v, False, values) for v in new]
+        return self._deliver(outs, [self._own(v, False, values) for v in new])
+
+    def _deliver(self, outs, new):
+        """Apply the updates, then return the outputs in the shape the user asked for."""
         for (target, _), value in zip(self.spec.updates, new, strict=True):
-            target._store(value)
+            target._value = value
         if self.spec.output_keys is not None:
             return dict(zip(self.spec.output_keys, outs, strict=True))
         if self.spec.single_output:

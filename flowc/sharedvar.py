@@ -44,10 +44,6 @@ class SharedVariable(TensorVariable):
             arr = arr.copy()
         self._value = arr
 
-    def _store(self, value):
-        """Set the value computed by an update (already of the right type)."""
-        self._value = value
-
     def clone(self):
         return self  # shared storage is never copied when a graph is cloned
 

@@ -1,10 +1,43 @@
-"""Lowering: every graph node becomes a ``Kernel`` the executor can call.
+"""Lowering: every graph node becomes something the executor can run.
 
-For now every kernel is a thunk around the op's NumPy ``perform``; generated C++/CUDA
-kernels replace them op by op, and ``Function.fallback_ops`` lists what still runs
-in Python.
+``lower`` makes one Python thunk per node (the op's NumPy ``perform``): the reference,
+and what multi-stream plans call. ``compile_program`` renders the whole graph into one
+C++ translation unit (``render``), builds it once through the lock-free cache
+(``compiler``, ``cache``) and returns a ``CompiledFunction`` that runs it in a few calls;
+``Function.fallback_ops`` lists the ops that still run in Python.
 """
+
+import warnings
 
 from flowc.kernels.thunk import Kernel, NanGuardError, lower
 
-__all__ = ["Kernel", "NanGuardError", "lower"]
+__all__ = ["Kernel", "NanGuardError", "compile_program", "cuda_source", "lower"]
+
+_warned = False
+
+
+def compile_program(fgraph):
+    """The ``CompiledFunction`` of ``fgraph``, or None (one warning) without a C++ compiler."""
+    global _warned
+    from flowc.kernels import compiler
+
+    if compiler.find_compiler() is None:
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "flowc: no C++ compiler found (set FLOWC_CXX or CXX, or put g++ on PATH); "
+                "running every function with mode='py' (NumPy perform)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+    from flowc.kernels.compiled import compile_function
+
+    return compile_function(fgraph)
+
+
+def cuda_source(fn) -> str:
+    """The CUDA translation unit of a compiled function (or a FunctionGraph)."""
+    from flowc.kernels.cuda import cuda_source as render
+
+    return render(getattr(fn, "fgraph", fn))
