@@ -1,4 +1,9 @@
-"""``mode='check'``: run the rewritten function and the unrewritten reference; compare."""
+"""``mode='check'``: run the rewritten function and the unrewritten reference; compare.
+
+With compiled kernels, every intermediate is checked too: a probe program returns the
+output of every node, and each is compared with the node's ``perform`` on the same inputs
+(Theano's DebugMode).
+"""
 
 from __future__ import annotations
 
@@ -41,11 +46,47 @@ class CheckedFunction:
                 "function: a rewrite is not deterministic"
             )
         self.rtol, self.atol = rtol, atol
+        self._probe = None
 
     def __getattr__(self, name):
         return getattr(self.fn, name)
 
+    def check_kernels(self, values) -> int:
+        """Compare every compiled node with its ``perform``; returns the nodes checked."""
+        from flowc.graph.basic import Constant
+        from flowc.graph.fg import FunctionGraph
+        from flowc.kernels.compiled import compile_function
+
+        fg = self.fn.fgraph
+        nodes = fg.toposort()
+        if self._probe is None:
+            every = [o for n in nodes for o in n.outputs]
+            self._probe = (every, compile_function(FunctionGraph(fg.inputs, every, clone=False)))
+        every, probe = self._probe
+        got = dict(zip(every, probe(values), strict=True))
+        known = dict(zip(fg.inputs, values, strict=True))
+        for node in nodes:
+            ins = [
+                i.data if isinstance(i, Constant) else known[i] if i in known else got[i]
+                for i in node.inputs
+            ]
+            storage = [[None] for _ in node.outputs]
+            node.op.perform(node, [np.array(x, copy=True) for x in ins], storage)
+            for k, (o, s) in enumerate(zip(node.outputs, storage, strict=True)):
+                _compare(
+                    f"{node.op} (output {k}) against its perform",
+                    np.asarray(s[0]),
+                    np.asarray(got[o]),
+                    self.rtol,
+                    self.atol,
+                )
+        return len(nodes)
+
     def __call__(self, *args, **kwargs):
+        if self.fn.program is not None:
+            values = self.fn._bind(args, kwargs)
+            values += [s.get_value(borrow=True) for s in self.fn.shared_inputs]
+            self.check_kernels(values)
         expected = self.reference(*args, **kwargs)
         got = self.fn(*args, **kwargs)
         spec = self.fn.spec

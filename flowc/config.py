@@ -23,6 +23,7 @@ class Config:
     unsafe_mul_zero: bool = False  # rewrite float x * 0 to 0 (wrong for x = NaN or inf)
     linker: str = "c"  # "c": compiled C++ kernels where a compiler exists; "py": perform only
     cxx_native: bool = True  # compile kernels with -march=native
+    cxx_flags: str = ""  # extra compiler flags, space-separated (after -O3: "-O1" wins)
     devices: str = "cpu:1"  # "cpu:N" splits the CPU into N virtual devices
     streams: int = 1  # streams (worker threads on CPU) per device
     schedule: str = "serial"  # placement strategy: serial, heft, user, critical_path

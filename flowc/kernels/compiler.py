@@ -165,10 +165,11 @@ def compile_shared(
     libs = _strings("libraries", libraries)
     lib_dirs = [os.path.abspath(p) for p in _strings("library_dirs", library_dirs)]
     rps = [os.path.abspath(p) for p in _strings("rpaths", rpaths)]
-    if native is None:
-        from flowc.config import config
+    from flowc.config import config
 
-        native = bool(getattr(config, "cxx_native", True))
+    if native is None:
+        native = bool(config.cxx_native)
+    extra = extra + config.cxx_flags.split()  # e.g. "-O1" to trade speed for build time
     cc = find_compiler()
     if cc is None:
         raise CompileError("no C++ compiler found: install g++ or clang++, or set FLOWC_CXX to one")

@@ -99,6 +99,18 @@ class ExecutionPlan:
             lines.append(f"  {p.device} stream {p.stream}: {n} kernels, {len(p.steps)} steps")
         return "\n".join(lines)
 
+    def to_chrome_trace(self, path, kernels=None, profile=None) -> int:
+        """Write a Chrome/Perfetto trace (see ``sched.trace.to_chrome_trace``)."""
+        from flowc.sched.trace import to_chrome_trace
+
+        return to_chrome_trace(self, path, kernels, profile)
+
+    def draw(self, path, kernels=None, profile=None, memory=None, title=None):
+        """Write a Gantt chart PNG of the streams (see ``sched.trace.draw``)."""
+        from flowc.sched.trace import draw
+
+        return draw(self, path, kernels, profile, memory, title)
+
     def digest(self) -> str:
         """A hash of the plan's structure (ranks compare it at start-up)."""
         shape = (
