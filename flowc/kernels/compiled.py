@@ -180,13 +180,20 @@ def render_driver(seg: Segment, outputs: list[Variable]) -> tuple[str, list[str]
     for k, (var, val) in enumerate(zip(outputs, vals, strict=True)):
         if val.buffer and val.var is var:
             direct.setdefault(id(val), k)
-    body += ["// memory", "size_t scratch_bytes = 0;"]
-    for b in seg.buffers:
-        if id(b) not in direct:
-            body += [
-                f"const size_t {b.name}_at = scratch_bytes;",
-                f"scratch_bytes += flowc_round64(sizeof({b.ctype}) * (size_t){b.size});",
-            ]
+    body += [
+        "// memory: buffers whose lifetimes do not overlap share a slot",
+        "size_t scratch_bytes = 0;",
+    ]
+    scratch = [b for b in seg.buffers if id(b) not in direct]
+    for j, members in enumerate(_share_slots(seg, scratch, outputs)):
+        body.append(f"size_t slot{j} = 0;")
+        for b in members:
+            body.append(
+                f"{{ const size_t n = flowc_round64(sizeof({b.ctype}) * (size_t){b.size}); "
+                f"if (n > slot{j}) slot{j} = n; }}"
+            )
+        body.append(f"const size_t slot{j}_at = scratch_bytes; scratch_bytes += slot{j};")
+        body += [f"const size_t {b.name}_at = slot{j}_at;" for b in members]
     body += [
         "flowc_scratch scratch(scratch_bytes);",
         "if (scratch_bytes && !scratch.base)",
@@ -222,6 +229,46 @@ def render_driver(seg: Segment, outputs: list[Variable]) -> tuple[str, list[str]
     inner = "".join(f"  {line}\n" for line in body)
     text = f'extern "C" int flowc_seg{seg.index}({", ".join(params)}) {{\n{inner}}}\n'
     return text, ctx.kernels
+
+
+def _share_slots(seg: Segment, buffers: list[Val], outputs) -> list[list[Val]]:
+    """Group scratch buffers into slots of disjoint lifetimes (linear scan in run order).
+
+    A buffer lives from the node that writes it to the last node that reads it or any
+    view of it (``view_map``/``destroy_map`` followed to the storage); one the segment
+    returns lives to the end, when outputs are copied out. Two buffers share a slot only
+    if one is written strictly after the other's last reader, so no kernel reads and
+    writes the same memory through two names.
+    """
+    position = {node: t for t, node in enumerate(seg.nodes)}
+    end = len(seg.nodes)
+
+    def storage(v):
+        while v.owner is not None and v.owner in position:
+            op = v.owner.op
+            src = op.view_map.get(v.index) or op.destroy_map.get(v.index)
+            if not src:
+                break
+            v = v.owner.inputs[src[0]]
+        return v
+
+    last = {}
+    for node in seg.nodes:
+        for v in node.inputs:
+            last[storage(v)] = position[node]
+    for v in outputs:
+        last[storage(v)] = end
+    slots: list[tuple[int, list[Val]]] = []  # (last use of the slot's current tenant, members)
+    for b in sorted(buffers, key=lambda b: position.get(getattr(b.var, "owner", None), -1)):
+        born = position.get(b.var.owner, -1) if b.var is not None else -1
+        dies = last.get(b.var, end) if b.var is not None else end
+        for k, (busy_until, members) in enumerate(slots):
+            if busy_until < born:
+                slots[k] = (dies, [*members, b])
+                break
+        else:
+            slots.append((dies, [b]))
+    return [members for _, members in slots]
 
 
 def _prod_str(shape) -> str:
