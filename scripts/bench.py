@@ -275,7 +275,7 @@ def bench_w2(args):
 
 def _mlp_params(rng, sizes, dtype):
     return [
-        (rng.normal(size=(m, n)).astype(dtype) * np.sqrt(1.0 / m), np.zeros(n, dtype))
+        ((rng.normal(size=(m, n)) * np.sqrt(1.0 / m)).astype(dtype), np.zeros(n, dtype))
         for m, n in zip(sizes[:-1], sizes[1:], strict=True)
     ]
 
