@@ -170,6 +170,9 @@ def compile_spec(spec: FunctionSpec) -> Function:
                 isinstance(v, Constant) or isinstance(v, SharedVariable) or v.owner is None
                 for v in fgraph.outputs
             )
+            plain = not shared_inputs and not spec.updates and spec.output_keys is None
+            if fn._program_owns and plain and all(d is not None for d, _ in fn._fast):
+                fn._hot = fn.program.hot_call(single=spec.single_output)
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
         from flowc.checking import CheckedFunction
@@ -313,6 +316,7 @@ class Function:
         self.profile = Profile() if spec.profile else None
         self.program = None  # the CompiledFunction, when the function runs compiled
         self._program_owns = False
+        self._hot = None  # program.hot_call(): the whole call for well-typed arguments
         self._n_out = len(spec.outputs)
         self._single_plain = spec.single_output and not spec.updates
         # Inputs the fast path of __call__ accepts as they are: (dtype, ndim), when no
@@ -332,6 +336,10 @@ class Function:
         return f"<flowc.Function {self.name or ''} of {len(self.spec.inputs)} inputs>"
 
     def __call__(self, *args, **kwargs):
+        if self._hot is not None and not kwargs:
+            out = self._hot(args)
+            if out is not None:
+                return out
         values = None
         if not kwargs and len(args) == len(self._fast):
             # The common case in one pass: ndarrays of exactly the declared dtype and
@@ -408,6 +416,12 @@ class Function:
         self.kernels = lower(self.fgraph, self.spec.mode, order=self.remat_plan.order)
         self.plan = make_plan(self.fgraph, self.kernels)
         self.fallback_ops = sorted({str(k.node.op) for k in self.kernels if k.backend == "py"})
+
+    def free(self):
+        """Release the memory this function keeps between calls (its compiled drivers'
+        scratch arenas), as Theano's ``Function.free``; the next call allocates it again."""
+        if self.program is not None:
+            self.program.release_scratch()
 
     def memory_report(self, *args, **kwargs):
         """The static memory plan of this function for these inputs' shapes.

@@ -17,8 +17,9 @@ The driver computes every shape in its prologue (shapes are dynamic), checks the
 ranks, static sizes and broadcasting, and compares the outputs it was given; if one does not
 fit it returns ``NEED_ALLOC``, is called once more with ``shapes_out`` to report the shapes,
 and a third time with new arrays. While shapes stay the same, a segment is one ctypes call
-(which releases the GIL). Intermediates live in one scratch block the driver mallocs and
-frees per call. Outputs never alias inputs, except a graph output that is a graph input.
+(which releases the GIL). Intermediates live in one scratch arena per driver, allocated by
+the first call and reused by the next ones (``release_scratch`` frees it). Outputs never
+alias inputs, except a graph output that is a graph input.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def render_driver(seg: Segment, outputs: list[Variable]) -> tuple[str, list[str]
         body.append(f"const size_t slot{j}_at = scratch_bytes; scratch_bytes += slot{j};")
         body += [f"const size_t {b.name}_at = slot{j}_at;" for b in members]
     body += [
-        "flowc_scratch scratch(scratch_bytes);",
+        f"flowc_scratch scratch(flowc_arena{seg.index}, scratch_bytes);",
         "if (scratch_bytes && !scratch.base)",
         f'  return flowc_fail(FLOWC_MEMORY_ERROR, {_DRIVER}, "cannot allocate %zu bytes of '
         f'scratch memory", scratch_bytes);',
@@ -313,7 +314,15 @@ def render_source(parts: list[_CPart]) -> str:
         'extern "C" const char* flowc_last_error(int* where) {\n'
         "  *where = flowc_error_where;\n  return flowc_error_text;\n}\n"
     )
-    return "\n".join(head) + "\n".join(kernels) + "\n" + error + "\n" + "\n".join(drivers)
+    arenas = [f"static flowc_arena flowc_arena{p.segment.index};" for p in parts]
+    # Free the idle arenas (returns the bytes freed); count the blocks they allocated.
+    release = " + ".join(f"flowc_arena_release(flowc_arena{p.segment.index})" for p in parts)
+    allocs = " + ".join(f"flowc_arena{p.segment.index}.allocs" for p in parts)
+    memory = (
+        f'extern "C" size_t flowc_release_scratch() {{ return {release or "0"}; }}\n'
+        f'extern "C" size_t flowc_scratch_allocs() {{ return {allocs or "0"}; }}\n'
+    )
+    return "\n".join([*head, *kernels, error, *arenas, memory, *drivers])
 
 
 def _build_args(parts: list[_CPart]) -> dict:
@@ -492,6 +501,12 @@ class CompiledFunction:
         self._in_slots = [slot_of(v) for v in fgraph.inputs]
         self._in_checks = [(slot_of(v), np.dtype(v.type.dtype), v.type.ndim) for v in fgraph.inputs]
         lib = compiler.load_library(library) if library is not None else None
+        self._memory = None
+        if lib is not None:
+            release, allocs = lib.flowc_release_scratch, lib.flowc_scratch_allocs
+            release.restype = allocs.restype = ctypes.c_size_t
+            release.argtypes = allocs.argtypes = []
+            self._memory = (release, allocs)
         run = []
         for s in steps:
             run.append(_PyStep(s, slot_of) if isinstance(s, Apply) else _CStep(lib, s, slot_of))
@@ -544,6 +559,53 @@ class CompiledFunction:
             None if take == list(range(len(ins))) else take,
             None if give == list(range(len(outs))) else give,
         )
+
+    def release_scratch(self) -> int:
+        """Free the drivers' idle scratch arenas (the next call allocates them again);
+        returns the bytes freed. Functions compiled from the same source share a library,
+        and so share its arenas."""
+        return self._memory[0]() if self._memory else 0
+
+    @property
+    def scratch_allocs(self) -> int:
+        """How many scratch blocks the drivers' arenas have allocated so far: it stays put
+        over calls whose shapes do not grow."""
+        return self._memory[1]() if self._memory else 0
+
+    def hot_call(self, single: bool = False):
+        """A call specialised to this function's arity, or None where it has none.
+
+        For a function that is one driver over its own inputs, returns ``hot(args)``: the
+        outputs (the one array when ``single``) for a tuple of ndarrays that already have
+        the declared dtypes and ranks, or None, the cue to take the general path. It is
+        generated Python, so that a call is the checks, one ``np.empty`` per output and the
+        ctypes call, with no loop or slot list (the W2 benchmark's few microseconds).
+        """
+        if self._direct is None or self._direct[1] is not None or self._direct[2] is not None:
+            return None
+        step = self._direct[0]
+        xs = [f"x{k}" for k in range(len(self._in_checks))]
+        os_ = [f"o{j}" for j in range(len(step.out_slots))]
+        scope = {"ndarray": np.ndarray, "empty": np.empty, "step": step, "fn": step.fn}
+        lines = ["def hot(args):", f"    if len(args) != {len(xs)}:", "        return None"]
+        if xs:
+            lines.append(f"    {', '.join(xs)}, = args")
+        for k, (_, dtype, ndim) in enumerate(self._in_checks):
+            scope[f"d{k}"] = dtype
+            lines.append(
+                f"    if type(x{k}) is not ndarray or x{k}.dtype is not d{k} "
+                f"or x{k}.ndim != {ndim}:"
+            )
+            lines.append("        return None")
+        lines.append("    alloc = step.alloc")
+        lines += [f"    {o} = empty(*alloc[{j}])" for j, o in enumerate(os_)]
+        lines.append(f"    rc = fn({', '.join(xs + os_)}, None)")
+        result = os_[0] if single else f"[{', '.join(os_)}]"
+        lines.append(f"    if not rc:\n        return {result}")
+        again = f"step._again(rc, [{', '.join(xs)}], [{', '.join(os_)}])"
+        lines.append(f"    return {again}[0]" if single else f"    return {again}")
+        exec("\n".join(lines), scope)  # noqa: S102 - code generated from our own counts
+        return scope["hot"]
 
     def __repr__(self):
         return (

@@ -12,6 +12,8 @@
 
 #ifndef __CUDACC__
 #include <stdarg.h>
+
+#include <atomic>
 #include <stdio.h>
 #include <stdlib.h>
 #endif
@@ -451,13 +453,53 @@ static inline int flowc_slice(int where, int64_t n, bool has_start, int64_t star
   return FLOWC_OK;
 }
 
-// Scratch memory for a driver's intermediates: one block, freed when the driver returns.
+// Scratch memory for a driver's intermediates. Each driver owns one flowc_arena that
+// outlives its calls: the first call allocates it and later calls of the same (or smaller)
+// size reuse it, so a steady loop allocates nothing. A call that finds the arena in use by
+// another thread takes a block of its own for that call. flowc_arena_release() frees an
+// idle arena (Function.free()); `allocs` counts the blocks an arena has allocated.
+struct flowc_arena {
+  std::atomic<bool> busy{false};
+  char* base = nullptr;
+  size_t bytes = 0;
+  size_t allocs = 0;
+};
+
+static inline size_t flowc_arena_release(flowc_arena& a) {
+  bool idle = false;
+  if (!a.busy.compare_exchange_strong(idle, true)) return 0;
+  const size_t freed = a.bytes;
+  free(a.base);
+  a.base = nullptr;
+  a.bytes = 0;
+  a.busy.store(false);
+  return freed;
+}
+
 struct flowc_scratch {
   char* base = nullptr;
-  explicit flowc_scratch(size_t bytes) {
-    if (bytes) base = (char*)aligned_alloc(64, (bytes + 63) / 64 * 64);
+  flowc_arena* arena = nullptr;  // held for this call; null: `base` is this call's own
+  flowc_scratch(flowc_arena& a, size_t bytes) {
+    if (!bytes) return;
+    bytes = (bytes + 63) / 64 * 64;
+    bool idle = false;
+    if (a.busy.compare_exchange_strong(idle, true)) {
+      arena = &a;
+      if (a.bytes < bytes) {
+        free(a.base);
+        a.base = (char*)aligned_alloc(64, bytes);
+        a.bytes = a.base ? bytes : 0;
+        a.allocs += 1;
+      }
+      base = a.base;
+    } else {
+      base = (char*)aligned_alloc(64, bytes);
+    }
   }
-  ~flowc_scratch() { free(base); }
+  ~flowc_scratch() {
+    if (arena) arena->busy.store(false);
+    else free(base);
+  }
   flowc_scratch(const flowc_scratch&) = delete;
   flowc_scratch& operator=(const flowc_scratch&) = delete;
 };
