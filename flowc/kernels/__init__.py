@@ -9,6 +9,7 @@ C++ translation unit (``render``), builds it once through the lock-free cache
 
 import warnings
 
+from flowc.kernels import render_labels  # noqa: F401 (registers its emitters)
 from flowc.kernels.thunk import Kernel, NanGuardError, lower
 
 __all__ = ["Kernel", "NanGuardError", "compile_program", "cuda_source", "lower"]

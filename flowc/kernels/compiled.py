@@ -71,16 +71,30 @@ def _plan(fgraph, target: Target) -> list:
     """Steps in run order: ``_CPart`` segments and the Apply nodes that run in Python.
 
     A list scheduler over the graph that prefers nodes with an emitter, so they gather into
-    as few segments as possible; ties go to the graph's topological order.
+    as few segments as possible; ties go to the graph's topological order. Of those, the
+    nodes that some Python node waits for come first; the others wait for the segment after
+    the next Python node, so that a segment does not end with values (and view copies) that
+    only later segments read.
     """
     order = fgraph.toposort()
     rank = {node: i for i, node in enumerate(order)}
     pending = {node: {v for v in node.inputs if v.owner in rank} for node in order}
+    feeds_py = set()  # nodes that a node without an emitter depends on
+    for node in reversed(order):
+        if emitter_for(node.op) is None or any(
+            client in feeds_py
+            for out in node.outputs
+            for client, _ in fgraph.clients.get(out, ())
+            if client != "output"
+        ):
+            feeds_py.add(node)
     c_ready, py_ready = [], []
 
     def push(node):
-        heap = c_ready if emitter_for(node.op) is not None else py_ready
-        heapq.heappush(heap, (rank[node], node))
+        if emitter_for(node.op) is None:
+            heapq.heappush(py_ready, (rank[node], node))
+        else:
+            heapq.heappush(c_ready, (node not in feeds_py, rank[node], node))
 
     for node in order:
         if not pending[node]:
@@ -107,13 +121,13 @@ def _plan(fgraph, target: Target) -> list:
         seg = None
 
     while c_ready or py_ready:
-        if not c_ready:
+        if py_ready and (not c_ready or c_ready[0][0]):  # nothing ready that Python waits for
             close()
             _, node = heapq.heappop(py_ready)
             steps.append(node)
             done(node)
             continue
-        _, node = heapq.heappop(c_ready)
+        _, _, node = heapq.heappop(c_ready)
         seg = seg or new_segment()
         try:
             try:

@@ -45,7 +45,7 @@ CUDA = Target(
     "cuda",
     parallel_reductions=False,
     blas=True,
-    **({"host_memory": False} if "host_memory" in Target.__dataclass_fields__ else {}),
+    host_memory=False,
 )
 
 # The return code of a driver for a CUDA runtime or cuBLAS failure, next to the CPU drivers'

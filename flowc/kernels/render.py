@@ -67,6 +67,7 @@ class Target:
     name: str = "cpu"
     parallel_reductions: bool = True  # OpenMP reduction clauses (a GPU needs block reductions)
     blas: bool = True  # cblas for float32/float64 matrix products
+    host_memory: bool = True  # the driver may read buffers (False: they are device memory)
 
 
 CPU = Target()
@@ -593,37 +594,50 @@ def emit_map(ctx: NodeContext, outs: list[Val], ins: list[MapIn], body, tag="map
     out_args = [o.name for o in outs]
     fulls = [m for m in ins if m.mode == "full"]
     calls = []
-    if all(m.mode != "partial" for m in ins):
-        params, args = ["const int64_t n"], [size]
+
+    def signature(strided: bool):
+        """(params, args, preamble) of the flat or the strided kernel. A one-element input
+        is passed by value, or by pointer where the driver cannot read it (device memory)."""
+        nd = outs[0].ndim
+        params = [f"const int64_t n{d}" for d in range(nd)] if strided else ["const int64_t n"]
+        args, pre = (list(outs[0].shape) if strided else [size]), ""
         for k, m in enumerate(ins):
-            scalar = m.mode == "scalar"
-            params.append(f"const {m.val.ctype}{'' if scalar else '* FLOWC_RESTRICT'} x{k}")
-            args.append(m.val.item if scalar else m.val.ptr)
+            t = m.val.ctype
+            if m.mode == "scalar" and (m.val.kind == "scalar" or ctx.target.host_memory):
+                params.append(f"const {t} x{k}")
+                args.append(m.val.item)
+            elif m.mode == "scalar":
+                params.append(f"const {t}* FLOWC_RESTRICT x{k}_p")
+                args.append(m.val.ptr)
+                pre += f"  const {t} x{k} = x{k}_p[0];\n"
+            else:
+                params.append(f"const {t}* FLOWC_RESTRICT x{k}")
+                args.append(m.val.ptr)
+                if strided:
+                    params += [f"const int64_t x{k}_s{d}" for d in range(nd)]
+                    args += list(m.strides)
+        return params, args, pre
+
+    if all(m.mode != "partial" for m in ins):
+        params, args, pre = signature(strided=False)
         inner = [
             f"const {m.val.ctype} a{k} = x{k}{'' if m.mode == 'scalar' else '[i]'};"
             for k, m in enumerate(ins)
         ]
         inner += lines + [st.format(q="y", i="i") for st in stores]
         ctx.kernel(
-            f"FLOWC_KERNEL void {name}_flat({', '.join(params + out_params)}) {{\n"
+            f"FLOWC_KERNEL void {name}_flat({', '.join(params + out_params)}) {{\n{pre}"
             f"  FLOWC_PARALLEL_FOR(i, n) {{\n{_indent(inner, 4)}  }}\n}}\n"
         )
         calls.append(f"FLOWC_LAUNCH({name}_flat, {size}, {', '.join(args + out_args)});")
         if all(m.val.buffer for m in fulls):
             ctx.launch(calls[0])  # every input is known contiguous (or a scalar)
             return
-    params = [f"const int64_t n{d}" for d in range(outs[0].ndim)]
-    args = list(outs[0].shape)
-    for k, m in enumerate(ins):
-        if m.mode == "scalar":
-            params.append(f"const {m.val.ctype} x{k}")
-            args.append(m.val.item)
-        else:
-            params.append(f"const {m.val.ctype}* FLOWC_RESTRICT x{k}")
-            params += [f"const int64_t x{k}_s{d}" for d in range(outs[0].ndim)]
-            args += [m.val.ptr, *m.strides]
+    params, args, pre = signature(strided=True)
     text = _strided_loop(ins, outs, lines, stores)
-    ctx.kernel(f"FLOWC_KERNEL void {name}_strided({', '.join(params + out_params)}) {{\n{text}}}\n")
+    ctx.kernel(
+        f"FLOWC_KERNEL void {name}_strided({', '.join(params + out_params)}) {{\n{pre}{text}}}\n"
+    )
     calls.append(f"FLOWC_LAUNCH({name}_strided, {size}, {', '.join(args + out_args)});")
     if len(calls) == 1:
         ctx.launch(calls[0])

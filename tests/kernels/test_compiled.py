@@ -443,6 +443,19 @@ def test_fallback_ops_and_segments():
     np.testing.assert_array_equal(g([np.ones((2, 2))])[0], np.full((2, 2), 2, "float16"))
 
 
+def test_work_no_python_node_needs_waits_for_the_next_segment():
+    # B.T * 2 is not needed by the Python node (cumsum); done before it, it would end a
+    # segment as an output (a copy) only to be read after. It waits, so one driver remains.
+    A, B = T.dmatrix("A"), T.dmatrix("B")
+    t = B.T * 2.0
+    fg = FunctionGraph([A, B], [T.dot(T.cumsum(A, axis=0), t) + t.sum()])
+    f = compile_function(fg)
+    assert f.fallback_ops == ["CumOp{0, add, False}"]
+    assert f.n_segments == 1, f.source
+    rng = np.random.default_rng(4)
+    check_against_perform(fg, f, [rng.normal(size=(3, 4)), rng.normal(size=(5, 4))], "wait")
+
+
 def test_a_split_for_a_scalar_made_by_a_kernel():
     # alloc's size is a kernel's result: the driver is split so the size is an input.
     x = T.lvector("x")
