@@ -11,6 +11,7 @@ Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import warnings
 
@@ -19,9 +20,10 @@ import numpy as np
 from flowc.config import config
 from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
 from flowc.graph.fg import FunctionGraph
-from flowc.kernels import compile_program, lower
+from flowc.kernels import compile_nodes, compile_program, lower
 from flowc.pipeline import MODES, resolve_mode, rewrite
 from flowc.sched import execute
+from flowc.sched.arena import ArenaRunner
 from flowc.sched.plan import device_slots, make_plan, schedule_plan
 from flowc.sharedvar import SharedVariable
 from flowc.tensor.var import as_tensor_variable
@@ -173,6 +175,15 @@ def compile_spec(spec: FunctionSpec) -> Function:
             plain = not shared_inputs and not spec.updates and spec.output_keys is None
             if fn._program_owns and plain and all(d is not None for d, _ in fn._fast):
                 fn._hot = fn.program.hot_call(single=spec.single_output)
+    elif plan is not None and spec.mode in COMPILED_MODES and config.linker == "c":
+        # Several streams: each node is its own compiled driver, launched by the stream
+        # workers into arenas that the static memory plan lays out once per input shapes.
+        drivers = compile_nodes([k.node for k in kernels])
+        if drivers is not None:
+            fn._runner = ArenaRunner(fgraph, plan, kernels, drivers)
+            fn.fallback_ops = sorted(
+                {str(k.node.op) for k, d in zip(kernels, drivers, strict=True) if d is None}
+            )
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
         from flowc.checking import CheckedFunction
@@ -317,6 +328,7 @@ class Function:
         self.program = None  # the CompiledFunction, when the function runs compiled
         self._program_owns = False
         self._hot = None  # program.hot_call(): the whole call for well-typed arguments
+        self._runner = None  # sched.arena.ArenaRunner of a multi-stream compiled plan
         self._n_out = len(spec.outputs)
         self._single_plain = spec.single_output and not spec.updates
         # Inputs the fast path of __call__ accepts as they are: (dtype, ndim), when no
@@ -361,13 +373,15 @@ class Function:
                 if self._single_plain:
                     return results[0]
                 return self._deliver(results[: self._n_out], results[self._n_out :])
-        elif self.profile is None:
-            results = execute(self.plan, self.kernels, values)
         else:
-            trace = []
-            start = time.perf_counter()
-            results = execute(self.plan, self.kernels, values, trace)
-            self.profile.record(trace, start, time.perf_counter())
+            run = self._runner or functools.partial(execute, self.plan, self.kernels)
+            if self.profile is None:
+                results = run(values)
+            else:
+                trace = []
+                start = time.perf_counter()
+                results = run(values, trace)
+                self.profile.record(trace, start, time.perf_counter())
         outs, new = results[: self._n_out], results[self._n_out :]
         outs = [
             self._own(v, o.borrow, values) for v, o in zip(outs, self.spec.outputs, strict=True)
@@ -402,6 +416,8 @@ class Function:
             slots,
             model,
         )
+        if self._runner is not None:  # the same drivers, arenas laid out for the new plan
+            self._runner = ArenaRunner(self.fgraph, self.plan, self.kernels, self._runner.drivers)
         return self.plan
 
     def _plan_within_budget(self, values):
@@ -422,6 +438,8 @@ class Function:
         scratch arenas), as Theano's ``Function.free``; the next call allocates it again."""
         if self.program is not None:
             self.program.release_scratch()
+        if self._runner is not None:
+            self._runner.release()
 
     def memory_report(self, *args, **kwargs):
         """The static memory plan of this function for these inputs' shapes.

@@ -674,12 +674,44 @@ def compile_function(fgraph, target: Target = CPU) -> CompiledFunction:
     steps = _plan(fgraph, target)
     parts = [s for s in steps if isinstance(s, _CPart)]
     source = render_source(parts)
-    library = None
-    if parts:
-        _check_array_layout()
-        # libgomp reads its wait policy once, when it loads. Spinning idle workers starve
-        # other threads wherever cores are shared (stream workers, other processes): measured
-        # 4x slower reductions on a busy 2-core machine. Sleeping is the safe default.
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-        library = compiler.compile_shared(source, **_build_args(parts))
-    return CompiledFunction(fgraph, steps, source, library)
+    return CompiledFunction(fgraph, steps, source, _build(source, parts))
+
+
+def _build(source: str, parts: list[_CPart]) -> Path | None:
+    """The shared object of ``source`` (None when there is nothing to compile)."""
+    if not parts:
+        return None
+    _check_array_layout()
+    # libgomp reads its wait policy once, when it loads. Spinning idle workers starve
+    # other threads wherever cores are shared (stream workers, other processes): measured
+    # 4x slower reductions on a busy 2-core machine. Sleeping is the safe default.
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    return compiler.compile_shared(source, **_build_args(parts))
+
+
+def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
+    """One driver per node, all in one shared object: what a multi-stream plan launches.
+
+    Returns, per node, ``(step, take)``: the ``_CStep`` that runs it and the positions in
+    ``node.inputs`` of its driver's inputs (literals and repeats are not passed); None for
+    a node without an emitter, which runs its ``perform``. A driver writes every output
+    into the arrays it is given (views are copied), so outputs never alias inputs.
+    """
+    parts = []
+    for k, node in enumerate(nodes):
+        seg = Segment(k, target)
+        try:
+            seg.emit(node)
+        except (Unsupported, SplitBefore):
+            continue
+        parts.append(_CPart(seg, list(node.outputs)))
+    found = [None] * len(nodes)
+    library = _build(render_source(parts), parts)
+    if library is None:
+        return found
+    lib = compiler.load_library(library)
+    for part in parts:
+        node = nodes[part.segment.index]
+        take = tuple(node.inputs.index(v) for v in part.segment.inputs)
+        found[part.segment.index] = (_CStep(lib, part, lambda v: -1), take)
+    return found

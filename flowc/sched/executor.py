@@ -18,21 +18,24 @@ class ExecutionError(RuntimeError):
     """Raised in a worker; the original exception is its ``__cause__``."""
 
 
-def execute(plan, kernels, inputs: list, trace: list | None = None) -> list:
+def execute(plan, kernels, inputs: list, trace: list | None = None, launch=None) -> list:
     """Run ``plan`` on ``inputs`` and return the output values.
 
     With a ``trace`` list, each Launch appends ``(kernel, device, stream, start, end)``
-    (``time.perf_counter`` seconds) to it: a measured profile of this run.
+    (``time.perf_counter`` seconds) to it: a measured profile of this run. ``launch(step,
+    kernels, slots)`` runs one Launch (default: the kernel's thunk; ``sched.arena`` passes
+    one that runs compiled drivers into its arenas).
     """
+    launch = launch or _launch
     slots = [None] * plan.n_slots
     for s, v in zip(plan.input_slots, inputs, strict=True):
         slots[s] = v
     for s, v in plan.constants:
         slots[s] = v
     if len(plan.streams) == 1 and trace is None:
-        _run_serial(plan.streams[0].steps, kernels, slots)
+        _run_serial(plan.streams[0].steps, kernels, slots, launch)
     else:
-        _run_parallel(plan, kernels, slots, trace)
+        _run_parallel(plan, kernels, slots, trace, launch)
     return [slots[s] for s in plan.output_slots]
 
 
@@ -49,15 +52,15 @@ def _launch(step, kernels, slots):
         slots[s] = None
 
 
-def _run_serial(steps, kernels, slots):
+def _run_serial(steps, kernels, slots, launch):
     for step in steps:
         if isinstance(step, Launch):
-            _launch(step, kernels, slots)
+            launch(step, kernels, slots)
         elif isinstance(step, Copy):
             slots[step.dst] = slots[step.src].copy()
 
 
-def _run_parallel(plan, kernels, slots, trace=None):
+def _run_parallel(plan, kernels, slots, trace, launch):
     events = [threading.Event() for _ in range(plan.n_events)]
     failed = threading.Event()
     errors = []
@@ -69,10 +72,10 @@ def _run_parallel(plan, kernels, slots, trace=None):
                     return
                 if isinstance(step, Launch):
                     if trace is None:
-                        _launch(step, kernels, slots)
+                        launch(step, kernels, slots)
                     else:
                         t0 = time.perf_counter()
-                        _launch(step, kernels, slots)
+                        launch(step, kernels, slots)
                         trace.append(
                             (step.kernel, program.device, program.stream, t0, time.perf_counter())
                         )
