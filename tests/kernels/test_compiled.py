@@ -9,7 +9,6 @@ import ctypes
 import dataclasses
 import functools
 import shutil
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +20,7 @@ from flowc.kernels import cache, compiler
 from flowc.kernels.compiled import compile_function
 from flowc.pipeline import PIPELINE, rewrite
 from flowc.tensor.composite import Composite
+from tests.concurrency import results_from_threads
 
 pytestmark = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C++ compiler")
 
@@ -517,20 +517,10 @@ def test_calls_from_threads_agree():
     rng = np.random.default_rng(3)
     inputs = [_values(rng, "float64", (50, 40), (1, 40)) for _ in range(4)]
     want = [f(v) for v in inputs]
-    got = [None] * 4
-
-    def work(k):
-        for _ in range(20):
-            got[k] = f(inputs[k])
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for g, w in zip(got, want, strict=True):
-        for a, b in zip(g, w, strict=True):
-            np.testing.assert_array_equal(a, b)
+    for runs, w in zip(results_from_threads(f, inputs, 20), want, strict=True):
+        for g in runs:
+            for a, b in zip(g, w, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_size_one_dims_may_have_any_stride():

@@ -9,6 +9,7 @@ import flowc.tensor as T
 from flowc.graph import FunctionGraph
 from flowc.kernels import compiler
 from flowc.kernels.compiled import compile_function
+from tests.concurrency import results_from_threads
 
 pytestmark = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C++ compiler")
 
@@ -79,27 +80,14 @@ def test_repeated_calls_reuse_the_arena():
 
 def test_concurrent_calls_never_share_an_arena():
     """A call that finds the arena busy takes its own block: threads never clobber it."""
-    import threading
-
     x, W, h = _chain(8)
     f = compile_function(FunctionGraph([x, W], [h.sum(axis=1) + 0.987654321]))
     rng = np.random.default_rng(3)
     inputs = [(rng.normal(size=(64, 32)), rng.normal(size=(32, 32)) * 0.2) for _ in range(4)]
     want = [f(list(p))[0] for p in inputs]
-    bad = []
-
-    def work(k):
-        for _ in range(30):
-            got = f(list(inputs[k]))[0]
-            if not np.array_equal(got, want[k]):
-                bad.append(k)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not bad
+    for k, runs in enumerate(results_from_threads(lambda p: f(list(p)), inputs, 30)):
+        for got in runs:
+            np.testing.assert_array_equal(got[0], want[k])
 
 
 def test_function_free_releases_the_arena():

@@ -1,7 +1,5 @@
 """Multi-stream plans run compiled drivers into arenas laid out by the static memory plan."""
 
-import threading
-
 import networkx as nx
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from flowc.graph.fg import FunctionGraph
 from flowc.kernels import compiler, lower
 from flowc.sched.arena import ALIGNMENT, arena_layout, step_graph
 from flowc.sched.plan import Launch, make_plan
+from tests.concurrency import results_from_threads
 from tests.kernels.test_table_compiled import N_CHUNKS, _build
 
 needs_cxx = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C++ compiler")
@@ -118,20 +117,10 @@ def test_concurrent_calls_of_one_function_agree():
     ref = flowc.function(ins, outs, mode="py")
     inputs = [_values(np.random.default_rng(k), 10 + k) for k in range(4)]
     want = [ref(*v) for v in inputs]
-    bad = []
-
-    def work(k):
-        for _ in range(15):
-            for g, w in zip(f(*inputs[k]), want[k], strict=True):
-                if not np.allclose(g, w, rtol=1e-12):
-                    bad.append(k)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not bad
+    for k, runs in enumerate(results_from_threads(lambda v: f(*v), inputs, 15)):
+        for got in runs:
+            for g, w in zip(got, want[k], strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
 @needs_cxx
