@@ -178,12 +178,7 @@ def compile_spec(spec: FunctionSpec) -> Function:
     elif plan is not None and spec.mode in COMPILED_MODES and config.linker == "c":
         # Several streams: each node is its own compiled driver, launched by the stream
         # workers into arenas that the static memory plan lays out once per input shapes.
-        drivers = compile_nodes([k.node for k in kernels])
-        if drivers is not None:
-            fn._runner = ArenaRunner(fgraph, plan, kernels, drivers)
-            fn.fallback_ops = sorted(
-                {str(k.node.op) for k, d in zip(kernels, drivers, strict=True) if d is None}
-            )
+        fn._attach_runner(compile_nodes([k.node for k in kernels]))
     fn.compile_seconds = time.perf_counter() - start
     if spec.mode == "check":
         from flowc.checking import CheckedFunction
@@ -329,6 +324,8 @@ class Function:
         self._program_owns = False
         self._hot = None  # program.hot_call(): the whole call for well-typed arguments
         self._runner = None  # sched.arena.ArenaRunner of a multi-stream compiled plan
+        # The linker in force at compile time: a plan made at the first call follows it.
+        self._linker = config.linker if spec.mode in COMPILED_MODES else "py"
         self._n_out = len(spec.outputs)
         self._single_plain = spec.single_output and not spec.updates
         # Inputs the fast path of __call__ accepts as they are: (dtype, ndim), when no
@@ -432,6 +429,22 @@ class Function:
         self.kernels = lower(self.fgraph, self.spec.mode, order=self.remat_plan.order)
         self.plan = make_plan(self.fgraph, self.kernels)
         self.fallback_ops = sorted({str(k.node.op) for k in self.kernels if k.backend == "py"})
+        if self._linker == "c":
+            # Compiled drivers in the planned order, values in an arena laid out by the
+            # same static memory plan the budget was checked against.
+            self._attach_runner(compile_nodes([k.node for k in self.kernels]))
+
+    def _attach_runner(self, drivers):
+        if drivers is None:
+            return
+        self._runner = ArenaRunner(self.fgraph, self.plan, self.kernels, drivers)
+        self.fallback_ops = sorted(  # views run perform by design: a view costs nothing
+            {
+                str(k.node.op)
+                for k, d in zip(self.kernels, drivers, strict=True)
+                if d is None and not (k.node.op.view_map and not k.node.op.destroy_map)
+            }
+        )
 
     def free(self):
         """Release the memory this function keeps between calls (its compiled drivers'

@@ -695,10 +695,13 @@ def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
     Returns, per node, ``(step, take)``: the ``_CStep`` that runs it and the positions in
     ``node.inputs`` of its driver's inputs (literals and repeats are not passed); None for
     a node without an emitter, which runs its ``perform``. A driver writes every output
-    into the arrays it is given (views are copied), so outputs never alias inputs.
+    into the arrays it is given, so outputs never alias inputs. Views (ops with a
+    ``view_map``) are left to ``perform``, which makes them without copying.
     """
     parts = []
     for k, node in enumerate(nodes):
+        if node.op.view_map and not node.op.destroy_map:
+            continue
         seg = Segment(k, target)
         try:
             seg.emit(node)

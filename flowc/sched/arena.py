@@ -9,9 +9,10 @@ written, whatever the streams' timing.
 ``ArenaRunner`` runs a plan with one compiled driver per node (``compile_nodes``): at the
 first call for given input shapes it infers every shape, lays out the arenas and makes one
 array view per slot; later calls with those shapes hand the drivers these views as their
-outputs, so nothing is allocated but the function's outputs. Slots that Python ``perform``
-nodes read or write stay out of the arenas (a ``perform`` may return a view of its input),
-as do inputs, outputs and cross-device copies.
+outputs, so nothing is allocated but the function's outputs. Views (``view_map`` ops) run
+their ``perform`` and keep the buffer they see alive; slots that other Python nodes read
+or write stay out of the arenas (a ``perform`` may return its input), as do inputs,
+outputs (and whatever an output is a view of) and cross-device copies.
 """
 
 from __future__ import annotations
@@ -49,9 +50,14 @@ def step_graph(plan) -> nx.DiGraph:
     return G
 
 
-def arena_layout(plan, sizes: dict) -> MemoryPlan:
+def arena_layout(plan, sizes: dict, root: dict | None = None) -> MemoryPlan:
     """Offsets of the slots in ``sizes`` (bytes; 0 or absent: not in an arena) in one arena
-    per device, safe under any timing of the plan's streams."""
+    per device, safe under any timing of the plan's streams.
+
+    ``root`` maps a slot that is a view to the slot whose memory it sees: reading the view
+    reads that buffer (which lives on until then), and making it writes no buffer.
+    """
+    root = root or {}
     G = step_graph(plan)
     order = list(nx.topological_sort(G))
     reach = {n: nx.descendants(G, n) for n in G}
@@ -59,9 +65,10 @@ def arena_layout(plan, sizes: dict) -> MemoryPlan:
     for n in order:
         step = G.nodes[n]["step"]
         if isinstance(step, Launch):
-            reads[n], writes[n] = step.reads, step.writes
+            reads[n] = tuple(root.get(s, s) for s in step.reads)
+            writes[n] = tuple(s for s in step.writes if s not in root)
         elif isinstance(step, Copy):
-            reads[n], writes[n] = (step.src,), (step.dst,)
+            reads[n], writes[n] = (root.get(step.src, step.src),), (step.dst,)
         for s in writes.get(n, ()):
             device[s] = G.nodes[n]["device"]
     keep = {*plan.input_slots, *(s for s, _ in plan.constants)}
@@ -99,21 +106,27 @@ class ArenaRunner:
             None if d is None else [(np.dtype(v.type.dtype), v.type.ndim) for v in d[0].inputs]
             for d in drivers
         ]
-        # The slots an arena may hold: written by a driver, read only by drivers or copies.
-        var_of, python_slots = {}, set()
-        for program in plan.streams:
-            for step in program.steps:
-                if not isinstance(step, Launch):
-                    continue
-                node = kernels[step.kernel].node
-                var_of.update(zip(step.writes, node.outputs, strict=True))
-                if drivers[step.kernel] is None:
-                    python_slots.update(step.reads)
-                    python_slots.update(step.writes)
+        # The slots an arena may hold: written by a driver, and seen (directly or through
+        # views that ``perform`` makes) only by drivers and copies, never returned.
+        var_of, python_slots, self._root = {}, set(), {}
+        launches = [s for p in plan.streams for s in p.steps if isinstance(s, Launch)]
+        for step in sorted(launches, key=lambda s: s.kernel):  # kernels: a topological order
+            node = kernels[step.kernel].node
+            var_of.update(zip(step.writes, node.outputs, strict=True))
+            if drivers[step.kernel] is not None:
+                continue
+            if node.op.view_map and not node.op.destroy_map:
+                for j, (i,) in node.op.view_map.items():
+                    source = step.reads[i]
+                    self._root[step.writes[j]] = self._root.get(source, source)
+            else:
+                python_slots.update(step.reads)
+                python_slots.update(step.writes)
         copies = {s.dst for p in plan.streams for s in p.steps if isinstance(s, Copy)}
         fixed = set(plan.input_slots) | set(plan.output_slots) | {s for s, _ in plan.constants}
+        barred = {self._root.get(s, s) for s in fixed | python_slots | copies}
         self._arena_vars = {
-            s: v for s, v in var_of.items() if s not in fixed | python_slots | copies
+            s: v for s, v in var_of.items() if s not in barred and s not in self._root
         }
 
     def __call__(self, values: list, trace: list | None = None) -> list:
@@ -170,7 +183,7 @@ class ArenaRunner:
                 sizes[s] = math.prod(shapes[v]) * types[s][1].itemsize
         views = {}
         if sizes:
-            layout = arena_layout(self.plan, sizes)
+            layout = arena_layout(self.plan, sizes, self._root)
             device = {s: d for p in self.plan.streams for s in _written(p) for d in [p.device]}
             for d, n in layout.arena_size.items():
                 if not n:

@@ -6,9 +6,11 @@ import pytest
 
 import flowc
 import flowc.tensor as T
+from flowc.graph.basic import evaluate
 from flowc.graph.fg import FunctionGraph
-from flowc.kernels import compiler, lower
-from flowc.sched.arena import ALIGNMENT, arena_layout, step_graph
+from flowc.kernels import compile_nodes, compiler, lower
+from flowc.sched.arena import ALIGNMENT, ArenaRunner, arena_layout, step_graph
+from flowc.sched.executor import execute
 from flowc.sched.plan import Launch, make_plan
 from tests.concurrency import results_from_threads
 from tests.kernels.test_table_compiled import N_CHUNKS, _build
@@ -16,56 +18,118 @@ from tests.kernels.test_table_compiled import N_CHUNKS, _build
 needs_cxx = pytest.mark.skipif(compiler.find_compiler() is None, reason="no C++ compiler")
 
 
-def _random_fgraph(seed, n=16):
-    rng = np.random.default_rng(seed)
-    xs = [T.dvector(f"x{k}") for k in range(3)]
+def _random_values(rng, xs, ops, n):
+    """``xs`` and ``n`` values, each one of ``ops`` applied to two earlier values."""
     vals = list(xs)
     for _ in range(n):
         a, b = (vals[i] for i in rng.integers(0, len(vals), 2))
-        vals.append([a + b, a * b, T.exp(a) - b, T.tanh(a)][rng.integers(0, 4)])
-    return FunctionGraph(xs, vals[-2:])
+        vals.append(ops[rng.integers(0, len(ops))](a, b))
+    return vals
+
+
+VECTOR_OPS = [
+    lambda a, b: a + b,
+    lambda a, b: a * b,
+    lambda a, b: T.exp(a) - b,
+    lambda a, b: T.tanh(a),
+]
+# Square matrices: elementwise ops, products, and views (transposes, reversed rows).
+MATRIX_OPS = [
+    lambda a, b: T.tanh(a) + b,
+    T.dot,
+    lambda a, b: a.T,
+    lambda a, b: a[::-1],
+    lambda a, b: a * b.T,
+]
+
+
+def _placed_plan(rng, fg, where):
+    kernels = lower(fg, "py")
+    placement = {k: where[rng.integers(0, len(where))] for k in range(len(kernels))}
+    return make_plan(fg, kernels, placement), kernels
+
+
+def _assert_separated(plan, overlapping, root=None):
+    """Brute force over the plan's own step graph: for every pair of slots whose memory
+    overlaps, each use of one (directly or through a view, ``root``) has a path to the
+    step that writes the other, or the other way round."""
+    root = root or {}
+    G = step_graph(plan)
+    uses, writer = {}, {}
+    for n in G:
+        step = G.nodes[n]["step"]
+        if isinstance(step, Launch):
+            for s in (*step.reads, *step.writes):
+                uses.setdefault(root.get(s, s), []).append(n)
+            for s in step.writes:
+                writer.setdefault(root.get(s, s), n)
+
+    def before(x, y):
+        return all(u != writer[y] and nx.has_path(G, u, writer[y]) for u in uses[x])
+
+    checked = 0
+    for a, b in overlapping:
+        assert before(a, b) or before(b, a), (a, b)
+        checked += 1
+    return checked
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_layout_never_overlaps_values_the_streams_may_hold_together(seed):
-    """Brute force: bytes shared by two values imply a happens-before path from every use
-    of one to the step writing the other, in the plan's own step graph."""
     rng = np.random.default_rng(seed)
-    fg = _random_fgraph(seed)
-    kernels = lower(fg, "py")
+    xs = [T.dvector(f"x{k}") for k in range(3)]
+    fg = FunctionGraph(xs, _random_values(rng, xs, VECTOR_OPS, 16)[-2:])
     where = [("cpu:0", 0), ("cpu:0", 1), ("cpu:1", 0), ("cpu:1", 1)]
-    placement = {k: where[rng.integers(0, len(where))] for k in range(len(kernels))}
-    plan = make_plan(fg, kernels, placement)
+    plan, _ = _placed_plan(rng, fg, where)
     sizes = {s: int(rng.integers(1, 5)) * 64 for s in range(plan.n_slots)}
     layout = arena_layout(plan, sizes)
-    G = step_graph(plan)
-    uses, writer, device = {}, {}, {}
-    for n in G:
-        step = G.nodes[n]["step"]
-        if isinstance(step, Launch):
-            for s in step.reads:
-                uses.setdefault(s, []).append(n)
-            for s in step.writes:
-                uses.setdefault(s, []).append(n)
-                writer[s] = n
-                device[s] = G.nodes[n]["device"]
-    placed = [s for s in writer if s in layout.offsets]
+    device = {
+        s: p.device
+        for p in plan.streams
+        for st in p.steps
+        if isinstance(st, Launch)
+        for s in st.writes
+    }
+    placed = [s for s in device if s in layout.offsets]
     assert placed
     for s in placed:
         assert layout.offsets[s] % ALIGNMENT == 0
         assert layout.offsets[s] + sizes[s] <= layout.arena_size[device[s]]
-    for i, a in enumerate(placed):
-        for b in placed[i + 1 :]:
-            if device[a] != device[b]:
-                continue
-            lo_a, lo_b = layout.offsets[a], layout.offsets[b]
-            if lo_a >= lo_b + sizes[b] or lo_b >= lo_a + sizes[a]:
-                continue  # disjoint bytes
+    span = {s: (layout.offsets[s], layout.offsets[s] + sizes[s]) for s in placed}
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(placed)
+        for b in placed[i + 1 :]
+        if device[a] == device[b] and span[a][0] < span[b][1] and span[b][0] < span[a][1]
+    ]
+    _assert_separated(plan, overlapping)
 
-            def before(x, y):
-                return all(u != writer[y] and nx.has_path(G, u, writer[y]) for u in uses[x])
 
-            assert before(a, b) or before(b, a), (a, b)
+@needs_cxx
+@pytest.mark.parametrize("seed", range(8))
+def test_arena_views_never_overlap_values_the_streams_may_hold_together(seed):
+    """The runner's own layout, views included, checked on the arrays it hands out."""
+    rng = np.random.default_rng(seed)
+    xs = [T.dmatrix(f"x{k}") for k in range(2)]
+    vals = _random_values(rng, xs, MATRIX_OPS, 14)
+    fg = FunctionGraph(xs, [vals[-1], T.exp(vals[-2])])
+    plan, kernels = _placed_plan(rng, fg, [("cpu:0", 0), ("cpu:0", 1), ("cpu:0", 2)])
+    runner = ArenaRunner(fg, plan, kernels, compile_nodes([k.node for k in kernels]))
+    values = [rng.normal(size=(6, 6)) for _ in fg.inputs]
+    views = runner._layout(values)
+    slots = sorted(views)
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(slots)
+        for b in slots[i + 1 :]
+        if np.shares_memory(views[a], views[b])
+    ]
+    _assert_separated(plan, overlapping, runner._root)
+    want = evaluate(fg.outputs, dict(zip(fg.inputs, values, strict=True)))
+    for _ in range(3):
+        got = execute(plan, kernels, values, None, runner._launcher(views))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
 def _two_branch_step():

@@ -61,3 +61,28 @@ def test_bad_budget_arguments():
         flowc.function([x], outs, memory_budget=1.5)
     with pytest.raises(ValueError, match="remat strategy"):
         flowc.function([x], outs, memory_budget=100, remat="magic")
+
+
+@pytest.mark.parametrize("remat", ["sqrt", "greedy"])
+def test_compiled_step_runs_in_an_arena_within_the_budget(remat):
+    """With kernels, the planned step runs compiled drivers in the planned order, its
+    intermediates in one arena that, with the weights, gradients and input, fits the
+    budget; the arena is laid out once and reused."""
+    from flowc.kernels import compiler
+
+    if compiler.find_compiler() is None:
+        pytest.skip("no C++ compiler")
+    x, Ws, outs = chain(L=16)
+    a = np.random.default_rng(1).normal(size=(16, 32))
+    ref = flowc.function([x], outs)
+    baseline, _ = ref.memory_report(a)
+    fixed = sum(W.get_value().nbytes for W in Ws) * 2 + a.nbytes + 8  # ... and the loss
+    budget = fixed + (baseline.peak_bytes - fixed) // 2
+    with flowc.config.change(linker="c"):
+        f = flowc.function([x], outs, memory_budget=budget, remat=remat)
+    for _ in range(3):
+        for got, want in zip(f(a), ref(a), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    assert f._runner is not None and f.fallback_ops == [] and f._runner.layouts == 1
+    arena = sum(v.nbytes for v in f._runner.arenas.values())
+    assert 0 < arena and arena + fixed <= budget
