@@ -320,7 +320,7 @@ class Function:
         self.name = spec.name
         self.fallback_ops = sorted({str(k.node.op) for k in kernels or () if k.backend == "py"})
         self.profile = Profile() if spec.profile else None
-        self.program = None  # the CompiledFunction, when the function runs compiled
+        self._program = None  # the CompiledFunction, when the function runs compiled
         self._program_owns = False
         self._hot = None  # program.hot_call(): the whole call for well-typed arguments
         self._runner = None  # sched.arena.ArenaRunner of a multi-stream compiled plan
@@ -340,6 +340,17 @@ class Function:
         self._inputs = [
             (i, i.variable.type, i.variable.name or f"#{k}") for k, i in enumerate(spec.inputs)
         ]
+
+    @property
+    def program(self):
+        """The ``CompiledFunction`` that runs a one-stream function whole (None: the plan's
+        kernels run instead). Setting it drops the hot call path made from the old one."""
+        return self._program
+
+    @program.setter
+    def program(self, value):
+        self._program = value
+        self._hot = None
 
     def __repr__(self):
         return f"<flowc.Function {self.name or ''} of {len(self.spec.inputs)} inputs>"

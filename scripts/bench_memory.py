@@ -188,30 +188,45 @@ def measure_step(step, repeats) -> dict:
 
 def trace_kernels(f, args) -> dict:
     """tracemalloc around each kernel of one call of ``f``: the most bytes live during a
-    kernel (``traced_step``) and that less the gradients (outputs 1:) made by then."""
+    kernel (``traced_step``) and that less the gradients (outputs 1:) made by then. The
+    arena a compiled plan keeps between calls is freed first, so that the traced call
+    allocates it again and it counts."""
     import tracemalloc
 
     grads = set(f.fgraph.outputs[1:])
     state = {"grads": 0, "act": 0, "step": 0}
 
+    def note(outputs, values):
+        state["grads"] += sum(
+            np.asarray(v).nbytes for o, v in zip(outputs, values, strict=True) if o in grads
+        )
+        peak = tracemalloc.get_traced_memory()[1] - state["base"]
+        state["act"] = max(state["act"], peak - state["grads"])
+        state["step"] = max(state["step"], peak)
+
     def traced(kernel):
         def run(inputs):
             tracemalloc.reset_peak()
             values = kernel.run(inputs)
-            state["grads"] += sum(
-                np.asarray(v).nbytes
-                for o, v in zip(kernel.node.outputs, values, strict=True)
-                if o in grads
-            )
-            peak = tracemalloc.get_traced_memory()[1] - state["base"]
-            state["act"] = max(state["act"], peak - state["grads"])
-            state["step"] = max(state["step"], peak)
+            note(kernel.node.outputs, values)
             return values
 
         return run
 
-    f.kernels[:] = [dataclasses.replace(k, run=traced(k)) for k in f.kernels]
-    f.program = None  # the kernels are what is traced
+    runner = f._runner
+    if runner is None:
+        f.kernels[:] = [dataclasses.replace(k, run=traced(k)) for k in f.kernels]
+        f.program = None  # the kernels are what is traced
+    else:
+        launch = runner._launch
+
+        def traced_launch(views, step, kernels, slots):
+            tracemalloc.reset_peak()
+            launch(views, step, kernels, slots)
+            note(kernels[step.kernel].node.outputs, [slots[s] for s in step.writes])
+
+        runner._launch = traced_launch
+        f.free()
     gc.collect()
     tracemalloc.start()
     state["base"] = tracemalloc.get_traced_memory()[0]
@@ -222,10 +237,12 @@ def trace_kernels(f, args) -> dict:
 
 def worker_flowc(strategy, layers, width, batch, repeats, compiled=False) -> dict:
     """``compiled``: let a one-stream function run as one compiled program where flowc
-    makes one; otherwise every configuration walks the plan's kernels, so that they
-    compare like with like (a function under a memory budget has no compiled program)."""
+    makes one; otherwise every configuration walks the plan's kernels (compiled drivers,
+    values in an arena), so that they compare like with like (a function under a memory
+    budget has no whole-function program)."""
     import flowc
     import flowc.tensor as T
+    from flowc.kernels import compile_nodes
     from flowc.sched.remat import MemoryBudgetError
 
     xv, wv = chain_data(layers, width, batch)
@@ -250,7 +267,12 @@ def worker_flowc(strategy, layers, width, batch, repeats, compiled=False) -> dic
             f = flowc.function([x, *ws], outputs, memory_budget=exc.smallest_peak, remat=strategy)
     program = getattr(f, "program", None)
     if not compiled:
+        # Walk the plan's kernels as compiled drivers, one per node, with the values in the
+        # arena of the static plan: what a function under a budget runs.
         f.program = None
+        if f._runner is None and f.kernels is not None:
+            drivers = compile_nodes([k.node for k in f.kernels])
+            f._attach_runner(drivers)
     elif program is None:
         raise RuntimeError("this function has no compiled program (no C++ compiler?)")
     out.update(measure_step(lambda: f(xv, *wv), repeats))

@@ -276,3 +276,6 @@ def test_hot_call_agrees_with_the_general_path():
         f(np.ones(2), np.ones(3))
     with pytest.raises(TypeError):
         f(np.ones(2))
+    f.program = None  # back to the plan's kernels: the hot path goes with the program
+    assert f._hot is None
+    np.testing.assert_allclose(f(np.ones(2), np.ones(2)), [2.0, 2.0])
