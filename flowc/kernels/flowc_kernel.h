@@ -12,8 +12,6 @@
 
 #ifndef __CUDACC__
 #include <stdarg.h>
-
-#include <atomic>
 #include <stdio.h>
 #include <stdlib.h>
 #endif
@@ -459,20 +457,27 @@ static inline int flowc_slice(int where, int64_t n, bool has_start, int64_t star
 // another thread takes a block of its own for that call. flowc_arena_release() frees an
 // idle arena (Function.free()); `allocs` counts the blocks an arena has allocated.
 struct flowc_arena {
-  std::atomic<bool> busy{false};
+  int busy = 0;  // taken by a call: GCC atomics (no <atomic>: it costs compile time)
   char* base = nullptr;
   size_t bytes = 0;
   size_t allocs = 0;
 };
 
+static inline bool flowc_arena_take(flowc_arena& a) {
+  int idle = 0;
+  return __atomic_compare_exchange_n(&a.busy, &idle, 1, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED);
+}
+
+static inline void flowc_arena_give(flowc_arena& a) { __atomic_store_n(&a.busy, 0, __ATOMIC_RELEASE); }
+
 static inline size_t flowc_arena_release(flowc_arena& a) {
-  bool idle = false;
-  if (!a.busy.compare_exchange_strong(idle, true)) return 0;
+  if (!flowc_arena_take(a)) return 0;
   const size_t freed = a.bytes;
   free(a.base);
   a.base = nullptr;
   a.bytes = 0;
-  a.busy.store(false);
+  flowc_arena_give(a);
   return freed;
 }
 
@@ -482,8 +487,7 @@ struct flowc_scratch {
   flowc_scratch(flowc_arena& a, size_t bytes) {
     if (!bytes) return;
     bytes = (bytes + 63) / 64 * 64;
-    bool idle = false;
-    if (a.busy.compare_exchange_strong(idle, true)) {
+    if (flowc_arena_take(a)) {
       arena = &a;
       if (a.bytes < bytes) {
         free(a.base);
@@ -497,7 +501,7 @@ struct flowc_scratch {
     }
   }
   ~flowc_scratch() {
-    if (arena) arena->busy.store(false);
+    if (arena) flowc_arena_give(*arena);
     else free(base);
   }
   flowc_scratch(const flowc_scratch&) = delete;
