@@ -690,28 +690,49 @@ def _build(source: str, parts: list[_CPart]) -> Path | None:
 
 
 def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
-    """One driver per node, all in one shared object: what a multi-stream plan launches.
+    """One driver per kind of node, all in one shared object: what a multi-stream (or
+    budgeted) plan launches.
 
     Returns, per node, ``(step, take)``: the ``_CStep`` that runs it and the positions in
     ``node.inputs`` of its driver's inputs (literals and repeats are not passed); None for
     a node without an emitter, which runs its ``perform``. A driver writes every output
     into the arrays it is given, so outputs never alias inputs. Views (ops with a
-    ``view_map``) are left to ``perform``, which makes them without copying.
+    ``view_map``) are left to ``perform``, which makes them without copying. Nodes whose
+    drivers render to the same text (the same op on the same types: the layers of a deep
+    net) share one driver, so the compile grows with the kinds of nodes, not their number.
     """
-    parts = []
+
+    def emit(node, index):
+        seg = Segment(index, target)
+        seg.emit(node)
+        return seg
+
+    kind: dict[int, int] = {}  # node position -> driver index
+    texts: dict[str, int] = {}
     for k, node in enumerate(nodes):
         if node.op.view_map and not node.op.destroy_map:
             continue
-        seg = Segment(k, target)
         try:
-            seg.emit(node)
+            seg = emit(node, 0)
         except (Unsupported, SplitBefore):
             continue
-        parts.append(_CPart(seg, list(node.outputs)))
+        driver, kernels = render_driver(seg, list(node.outputs))
+        code = "\n".join([driver, *seg.kernels, *kernels]).splitlines()
+        key = "\n".join(line for line in code if not line.lstrip().startswith("//"))
+        kind[k] = texts.setdefault(key, len(texts))  # comments name the node: not its kind
     found = [None] * len(nodes)
-    library = _build(render_source(parts), parts)
+    # Each node's own segment (its inputs, for ``take`` and error messages), named after
+    # its kind; the first of each kind is the one rendered.
+    parts = {k: _CPart(emit(nodes[k], j), list(nodes[k].outputs)) for k, j in kind.items()}
+    first = list({j: parts[k] for k, j in reversed(kind.items())}.values())
+    library = _build(render_source(first), first)
     if library is None:
         return found
+    lib = compiler.load_library(library)
+    for k, part in parts.items():
+        take = tuple(nodes[k].inputs.index(v) for v in part.segment.inputs)
+        found[k] = (_CStep(lib, part, lambda v: -1), take)
+    return found
     lib = compiler.load_library(library)
     for part in parts:
         node = nodes[part.segment.index]

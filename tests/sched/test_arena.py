@@ -223,3 +223,26 @@ def test_op_table_on_four_devices_compiled(chunk):
                 err_msg=str(case),
             )
     assert f._runner.layouts == 1
+
+
+@needs_cxx
+def test_alike_nodes_share_one_driver_and_errors_name_their_own_node():
+    x = T.dmatrix("x")
+    ws = [T.dmatrix(f"W{i}") for i in range(6)]
+    h = x
+    for w in ws:
+        h = T.tanh(T.dot(h, w))
+    fg = FunctionGraph([x, *ws], [h])
+    nodes = fg.toposort()
+    drivers = compile_nodes(nodes)
+    names = {d[0].name for d in drivers if d is not None}
+    assert len(nodes) == 12 and len(names) == 2  # one Dot driver, one tanh driver
+    plan = make_plan(fg, lower(fg, "py"))
+    runner = ArenaRunner(fg, plan, lower(fg, "py"), drivers)
+    rng = np.random.default_rng(5)
+    vals = [rng.normal(size=(3, 4)), *(rng.normal(size=(4, 4)) * 0.5 for _ in ws)]
+    want = evaluate(fg.outputs, dict(zip(fg.inputs, vals, strict=True)))[0]
+    np.testing.assert_allclose(runner(vals)[0], want, rtol=1e-12)
+    vals[4] = rng.normal(size=(5, 4))  # W3 does not fit
+    with pytest.raises(ValueError, match=r"W3"):
+        runner(vals)
