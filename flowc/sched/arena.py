@@ -115,8 +115,9 @@ class ArenaRunner:
             var_of.update(zip(step.writes, node.outputs, strict=True))
             if drivers[step.kernel] is not None:
                 continue
-            if node.op.view_map and not node.op.destroy_map:
-                for j, (i,) in node.op.view_map.items():
+            views = node.op.view_map
+            if views and not node.op.destroy_map and all(len(v) == 1 for v in views.values()):
+                for j, (i,) in views.items():
                     source = step.reads[i]
                     self._root[step.writes[j]] = self._root.get(source, source)
             else:
