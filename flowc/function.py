@@ -11,7 +11,6 @@ Function(spec, fgraph, kernels, plan)  checks inputs, executes, applies updates
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from flowc.config import config
 from flowc.graph.basic import Constant, Variable, clone_replace, graph_inputs
+from flowc.graph.destroy import pure_view
 from flowc.graph.fg import FunctionGraph
 from flowc.kernels import compile_nodes, compile_program, lower
 from flowc.pipeline import MODES, resolve_mode, rewrite
@@ -375,20 +375,20 @@ class Function:
             values.append(s._value)
         if self.plan is None:
             self._plan_within_budget(values)
-        if self.program is not None:
-            results = self.program(values)
+        if self._program is not None:
+            results = self._program(values)
             if self._program_owns:
                 if self._single_plain:
                     return results[0]
                 return self._deliver(results[: self._n_out], results[self._n_out :])
         else:
-            run = self._runner or functools.partial(execute, self.plan, self.kernels)
-            if self.profile is None:
-                results = run(values)
+            trace = None if self.profile is None else []
+            start = time.perf_counter()
+            if self._runner is not None:
+                results = self._runner(values, trace)
             else:
-                trace = []
-                start = time.perf_counter()
-                results = run(values, trace)
+                results = execute(self.plan, self.kernels, values, trace)
+            if trace is not None:
                 self.profile.record(trace, start, time.perf_counter())
         outs, new = results[: self._n_out], results[self._n_out :]
         outs = [
@@ -453,7 +453,7 @@ class Function:
             {
                 str(k.node.op)
                 for k, d in zip(self.kernels, drivers, strict=True)
-                if d is None and not (k.node.op.view_map and not k.node.op.destroy_map)
+                if d is None and not pure_view(k.node.op)
             }
         )
 

@@ -26,6 +26,12 @@ def _destroyed_inputs(op) -> set[int]:
     return {i for ins in (getattr(op, "destroy_map", None) or {}).values() for i in ins}
 
 
+def pure_view(op) -> bool:
+    """``op`` only makes views, each output of one input: its ``perform`` copies nothing."""
+    views = _view_inputs(op)
+    return bool(views) and not _destroyed_inputs(op) and all(len(v) == 1 for v in views.values())
+
+
 def _viewed_inputs(op) -> set[int]:
     return {i for ins in _view_inputs(op).values() for i in ins}
 

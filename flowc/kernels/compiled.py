@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from flowc.graph.basic import Apply, Constant, Variable
+from flowc.graph.destroy import pure_view
 from flowc.kernels import compiler
 from flowc.kernels.render import (
     CPU,
@@ -696,8 +697,8 @@ def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
     Returns, per node, ``(step, take)``: the ``_CStep`` that runs it and the positions in
     ``node.inputs`` of its driver's inputs (literals and repeats are not passed); None for
     a node without an emitter, which runs its ``perform``. A driver writes every output
-    into the arrays it is given, so outputs never alias inputs. Views (ops with a
-    ``view_map``) are left to ``perform``, which makes them without copying. Nodes whose
+    into the arrays it is given, so outputs never alias inputs. Views (``pure_view``) are
+    left to ``perform``, which makes them without copying. Nodes whose
     drivers render to the same text (the same op on the same types: the layers of a deep
     net) share one driver, so the compile grows with the kinds of nodes, not their number.
     """
@@ -710,7 +711,7 @@ def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
     kind: dict[int, int] = {}  # node position -> driver index
     texts: dict[str, int] = {}
     for k, node in enumerate(nodes):
-        if node.op.view_map and not node.op.destroy_map:
+        if pure_view(node.op):
             continue
         try:
             seg = emit(node, 0)

@@ -24,6 +24,7 @@ import threading
 import networkx as nx
 import numpy as np
 
+from flowc.graph.destroy import pure_view
 from flowc.sched.executor import _launch, execute
 from flowc.sched.memory import MemoryPlan, infer_shapes, plan_memory
 from flowc.sched.plan import Copy, Launch, Record, Wait
@@ -115,9 +116,8 @@ class ArenaRunner:
             var_of.update(zip(step.writes, node.outputs, strict=True))
             if drivers[step.kernel] is not None:
                 continue
-            views = node.op.view_map
-            if views and not node.op.destroy_map and all(len(v) == 1 for v in views.values()):
-                for j, (i,) in views.items():
+            if pure_view(node.op):
+                for j, (i,) in node.op.view_map.items():
                     source = step.reads[i]
                     self._root[step.writes[j]] = self._root.get(source, source)
             else:
