@@ -307,6 +307,20 @@ def build_graph(spec: FunctionSpec):
     return fgraph, shared_inputs
 
 
+def _fallback_ops(kernels, drivers=None) -> list[str]:
+    """The ops that run their Python ``perform``: every kernel's, or, given compiled
+    ``drivers`` (one per kernel), those without one, views aside (a view costs nothing)."""
+    if drivers is None:
+        return sorted({str(k.node.op) for k in kernels if k.backend == "py"})
+    return sorted(
+        {
+            str(k.node.op)
+            for k, d in zip(kernels, drivers, strict=True)
+            if d is None and not pure_view(k.node.op)
+        }
+    )
+
+
 class Function:
     """A compiled function: call it with the inputs' values (positionally or by name)."""
 
@@ -318,7 +332,7 @@ class Function:
         self.kernels = kernels
         self.plan = plan
         self.name = spec.name
-        self.fallback_ops = sorted({str(k.node.op) for k in kernels or () if k.backend == "py"})
+        self.fallback_ops = _fallback_ops(kernels or ())
         self.profile = Profile() if spec.profile else None
         self._program = None  # the CompiledFunction, when the function runs compiled
         self._program_owns = False
@@ -425,7 +439,7 @@ class Function:
             model,
         )
         if self._runner is not None:  # the same drivers, arenas laid out for the new plan
-            self._runner = ArenaRunner(self.fgraph, self.plan, self.kernels, self._runner.drivers)
+            self._attach_runner(self._runner.drivers)
         return self.plan
 
     def _plan_within_budget(self, values):
@@ -439,7 +453,7 @@ class Function:
         self.fgraph = self.remat_plan.fgraph
         self.kernels = lower(self.fgraph, self.spec.mode, order=self.remat_plan.order)
         self.plan = make_plan(self.fgraph, self.kernels)
-        self.fallback_ops = sorted({str(k.node.op) for k in self.kernels if k.backend == "py"})
+        self.fallback_ops = _fallback_ops(self.kernels)
         if self._linker == "c":
             # Compiled drivers in the planned order, values in an arena laid out by the
             # same static memory plan the budget was checked against.
@@ -449,13 +463,7 @@ class Function:
         if drivers is None:
             return
         self._runner = ArenaRunner(self.fgraph, self.plan, self.kernels, drivers)
-        self.fallback_ops = sorted(  # views run perform by design: a view costs nothing
-            {
-                str(k.node.op)
-                for k, d in zip(self.kernels, drivers, strict=True)
-                if d is None and not pure_view(k.node.op)
-            }
-        )
+        self.fallback_ops = _fallback_ops(self.kernels, drivers)
 
     def free(self):
         """Release the memory this function keeps between calls (its compiled drivers'

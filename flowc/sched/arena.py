@@ -17,6 +17,7 @@ outputs (and whatever an output is a view of) and cross-device copies.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -51,17 +52,28 @@ def step_graph(plan) -> nx.DiGraph:
     return G
 
 
-def arena_layout(plan, sizes: dict, root: dict | None = None) -> MemoryPlan:
-    """Offsets of the slots in ``sizes`` (bytes; 0 or absent: not in an arena) in one arena
-    per device, safe under any timing of the plan's streams.
+@dataclasses.dataclass(frozen=True)
+class ArenaSteps:
+    """What a layout needs of a plan, whatever the sizes: the steps in a topological order
+    of ``step_graph``, the buffers each reads and writes (views read as their root), the
+    device of each buffer, the slots that exist before the plan, and what each step
+    happens before."""
 
-    ``root`` maps a slot that is a view to the slot whose memory it sees: reading the view
-    reads that buffer (which lives on until then), and making it writes no buffer.
-    """
+    order: tuple
+    reads: dict
+    writes: dict
+    device: dict
+    keep: frozenset
+    reach: dict
+
+
+def arena_steps(plan, root: dict | None = None) -> ArenaSteps:
+    """``ArenaSteps`` of ``plan``. ``root`` maps a slot that is a view to the slot whose
+    memory it sees: reading the view reads that buffer (which lives on until then), and
+    making it writes no buffer."""
     root = root or {}
     G = step_graph(plan)
-    order = list(nx.topological_sort(G))
-    reach = {n: nx.descendants(G, n) for n in G}
+    order = tuple(nx.topological_sort(G))
     reads, writes, device = {}, {}, {}
     for n in order:
         step = G.nodes[n]["step"]
@@ -72,16 +84,25 @@ def arena_layout(plan, sizes: dict, root: dict | None = None) -> MemoryPlan:
             reads[n], writes[n] = (root.get(step.src, step.src),), (step.dst,)
         for s in writes.get(n, ()):
             device[s] = G.nodes[n]["device"]
-    keep = {*plan.input_slots, *(s for s, _ in plan.constants)}
-    every = keep | {s for n in order for s in (*reads.get(n, ()), *writes.get(n, ()))}
+    keep = frozenset({*plan.input_slots, *(s for s, _ in plan.constants)})
+    reach = {n: nx.descendants(G, n) for n in G}
+    return ArenaSteps(order, reads, writes, device, keep, reach)
+
+
+def arena_layout(steps: ArenaSteps, sizes: dict) -> MemoryPlan:
+    """Offsets of the slots in ``sizes`` (bytes; 0 or absent: not in an arena) in one arena
+    per device, safe under any timing of the plan's streams."""
+    every = steps.keep | {
+        s for n in steps.order for s in (*steps.reads.get(n, ()), *steps.writes.get(n, ()))
+    }
     return plan_memory(
-        order,
-        reads,
-        writes,
-        {s: sizes.get(s, 0) if s not in keep else 0 for s in every},
-        keep=keep,
-        happens_before=lambda a, b: b in reach[a],
-        device=lambda s: device.get(s, "host"),
+        steps.order,
+        steps.reads,
+        steps.writes,
+        {s: 0 if s in steps.keep else sizes.get(s, 0) for s in every},
+        keep=steps.keep,
+        happens_before=lambda a, b: b in steps.reach[a],
+        device=lambda s: steps.device.get(s, "host"),
         alignment=ALIGNMENT,
     )
 
@@ -102,6 +123,8 @@ class ArenaRunner:
         self.arenas: dict = {}
         self._key = None
         self._views: dict = {}
+        self._plain = functools.partial(self._launch, {})  # no arena: drivers allocate
+        self._launch_in_arenas = self._plain
         self._lock = threading.Lock()
         self._expect = [
             None if d is None else [(np.dtype(v.type.dtype), v.type.ndim) for v in d[0].inputs]
@@ -129,13 +152,15 @@ class ArenaRunner:
         self._arena_vars = {
             s: v for s, v in var_of.items() if s not in barred and s not in self._root
         }
+        self._steps = arena_steps(plan, self._root)
+        self._writes = {s.kernel: s.writes for s in launches if drivers[s.kernel] is not None}
 
     def __call__(self, values: list, trace: list | None = None) -> list:
         if not self._lock.acquire(blocking=False):  # another thread's call holds the arenas
-            return execute(self.plan, self.kernels, values, trace, self._launcher({}))
+            return execute(self.plan, self.kernels, values, trace, self._plain)
         try:
-            views = self._layout(values)
-            return execute(self.plan, self.kernels, values, trace, self._launcher(views))
+            self._layout(values)
+            return execute(self.plan, self.kernels, values, trace, self._launch_in_arenas)
         finally:
             self._lock.release()
 
@@ -143,11 +168,11 @@ class ArenaRunner:
         """Drop the arenas; the next call lays them out again."""
         with self._lock:
             self.arenas, self._views, self._key = {}, {}, None
+            self._launch_in_arenas = self._plain  # it held views of the arenas
 
-    def _launcher(self, views):
-        return functools.partial(self._launch, views)
-
-    def _launch(self, views, step, kernels, slots):
+    def _launch(self, outputs, step, kernels, slots):
+        """Run one Launch: its driver, into ``outputs[kernel]`` (arena views) where the
+        layout has them, else into arrays the driver allocates; or its ``perform``."""
         driver = self.drivers[step.kernel]
         if driver is None:
             return _launch(step, kernels, slots)
@@ -156,23 +181,25 @@ class ArenaRunner:
         for x, (dtype, ndim) in zip(args, self._expect[step.kernel], strict=True):
             if type(x) is not np.ndarray or x.dtype != dtype or x.ndim != ndim:
                 return _launch(step, kernels, slots)  # perform takes what a driver cannot
-        outs = [views.get(s) for s in step.writes]
-        if any(o is None for o in outs):
+        outs = outputs.get(step.kernel)
+        if outs is None:
             outs = cstep.call(args)
         else:
             rc = cstep.fn(*args, *outs, None)
             if rc:  # shapes other than the layout's: fresh arrays
-                outs = cstep._again(rc, args, outs)
+                outs = cstep._again(rc, args, list(outs))
         for s, v in zip(step.writes, outs, strict=True):
             slots[s] = v
         for s in step.frees:
             slots[s] = None
 
     def _layout(self, values) -> dict:
+        """The arena views (slot -> array) for these inputs' shapes, laid out on a change."""
         key = tuple(np.shape(x) for x in values)
         if key == self._key:
             return self._views
-        self.arenas, self._views = {}, {}  # free the old arenas before making new ones
+        # Drop the old arenas (and every view of them) before making new ones.
+        self.arenas, self._views, self._launch_in_arenas = {}, {}, self._plain
         try:
             shapes = infer_shapes(self.fgraph, dict(zip(self.fgraph.inputs, key, strict=True)))
         except Exception:  # noqa: BLE001 - data-dependent shapes: run without arenas
@@ -184,8 +211,7 @@ class ArenaRunner:
                 sizes[s] = math.prod(shapes[v]) * types[s][1].itemsize
         views = {}
         if sizes:
-            layout = arena_layout(self.plan, sizes, self._root)
-            device = {s: d for p in self.plan.streams for s in _written(p) for d in [p.device]}
+            layout = arena_layout(self._steps, sizes)
             for d, n in layout.arena_size.items():
                 if not n:
                     continue
@@ -193,14 +219,16 @@ class ArenaRunner:
                 skip = -raw.ctypes.data % ALIGNMENT
                 self.arenas[d] = raw[skip : skip + n]
             for s, (shape, dtype) in types.items():
-                arena = self.arenas.get(device[s])
-                if arena is None or sizes[s] == 0:
-                    continue
-                views[s] = np.ndarray(shape, dtype, buffer=arena, offset=layout.offsets[s])
+                arena = self.arenas.get(self._steps.device[s])
+                if arena is not None and sizes[s]:
+                    views[s] = np.ndarray(shape, dtype, buffer=arena, offset=layout.offsets[s])
+        # Per driver, its outputs' views, when the layout has all of them.
+        outputs = {
+            k: tuple(views[s] for s in writes)
+            for k, writes in self._writes.items()
+            if all(s in views for s in writes)
+        }
         self.layouts += 1
         self._key, self._views = key, views
+        self._launch_in_arenas = functools.partial(self._launch, outputs)
         return views
-
-
-def _written(program):
-    return [s for step in program.steps if isinstance(step, Launch) for s in step.writes]

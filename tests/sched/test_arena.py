@@ -9,8 +9,7 @@ import flowc.tensor as T
 from flowc.graph.basic import evaluate
 from flowc.graph.fg import FunctionGraph
 from flowc.kernels import compile_nodes, compiler, lower
-from flowc.sched.arena import ALIGNMENT, ArenaRunner, arena_layout, step_graph
-from flowc.sched.executor import execute
+from flowc.sched.arena import ALIGNMENT, ArenaRunner, arena_layout, arena_steps, step_graph
 from flowc.sched.plan import Launch, make_plan
 from tests.concurrency import results_from_threads
 from tests.kernels.test_table_compiled import N_CHUNKS, _build
@@ -83,7 +82,7 @@ def test_layout_never_overlaps_values_the_streams_may_hold_together(seed):
     where = [("cpu:0", 0), ("cpu:0", 1), ("cpu:1", 0), ("cpu:1", 1)]
     plan, _ = _placed_plan(rng, fg, where)
     sizes = {s: int(rng.integers(1, 5)) * 64 for s in range(plan.n_slots)}
-    layout = arena_layout(plan, sizes)
+    layout = arena_layout(arena_steps(plan), sizes)
     device = {
         s: p.device
         for p in plan.streams
@@ -128,7 +127,7 @@ def test_arena_views_never_overlap_values_the_streams_may_hold_together(seed):
     _assert_separated(plan, overlapping, runner._root)
     want = evaluate(fg.outputs, dict(zip(fg.inputs, values, strict=True)))
     for _ in range(3):
-        got = execute(plan, kernels, values, None, runner._launcher(views))
+        got = runner(values)
         for g, w in zip(got, want, strict=True):
             np.testing.assert_allclose(g, w, rtol=1e-12)
 
