@@ -65,4 +65,4 @@ def cuda_source(fn) -> str:
     """The CUDA translation unit of a compiled function (or a FunctionGraph)."""
     from flowc.kernels.cuda import cuda_source as render
 
-    return render(getattr(fn, "fgraph", fn))
+    return render(fn)

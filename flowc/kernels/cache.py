@@ -93,11 +93,6 @@ def _meta_path(key: str) -> Path:
     return cache_dir() / (key + _META_SUFFIX)
 
 
-def _sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _signature(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 

@@ -47,6 +47,7 @@ from flowc.kernels.render import (
     Target,
     Unsupported,
     Val,
+    _prod,
     copy_into,
     emitter_for,
 )
@@ -237,7 +238,7 @@ def render_driver(seg: Segment, outputs: list[Variable]) -> tuple[str, list[str]
             _contiguous_strides(val.shape),
             var,
             True,
-            _prod_str(val.shape),
+            _prod(val.shape),
         )
         copy_into(ctx, val, dst)
     body += ctx.run
@@ -285,11 +286,6 @@ def _share_slots(seg: Segment, buffers: list[Val], outputs) -> list[list[Val]]:
         else:
             slots.append((dies, [b]))
     return [members for _, members in slots]
-
-
-def _prod_str(shape) -> str:
-    dims = [s for s in shape if s != "1"]
-    return " * ".join(dims) if dims else "1"
 
 
 @functools.cache
@@ -703,29 +699,28 @@ def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
     net) share one driver, so the compile grows with the kinds of nodes, not their number.
     """
 
-    def emit(node, index):
-        seg = Segment(index, target)
-        seg.emit(node)
-        return seg
-
-    kind: dict[int, int] = {}  # node position -> driver index
+    parts: dict[int, _CPart] = {}  # node position -> its own segment (inputs, messages)
+    first: list[_CPart] = []  # the segment rendered for each kind, named after it
     texts: dict[str, int] = {}
     for k, node in enumerate(nodes):
         if pure_view(node.op):
             continue
+        seg = Segment(0, target)
         try:
-            seg = emit(node, 0)
+            seg.emit(node)
         except (Unsupported, SplitBefore):
             continue
         driver, kernels = render_driver(seg, list(node.outputs))
         code = "\n".join([driver, *seg.kernels, *kernels]).splitlines()
         key = "\n".join(line for line in code if not line.lstrip().startswith("//"))
-        kind[k] = texts.setdefault(key, len(texts))  # comments name the node: not its kind
+        j = texts.setdefault(key, len(texts))  # comments name the node: not its kind
+        if j == len(first):  # a new kind: emitted again under its own name
+            seg = Segment(j, target)
+            seg.emit(node)
+            first.append(_CPart(seg, list(node.outputs)))
+        seg.index = j  # the driver a node of this kind calls
+        parts[k] = _CPart(seg, list(node.outputs))
     found = [None] * len(nodes)
-    # Each node's own segment (its inputs, for ``take`` and error messages), named after
-    # its kind; the first of each kind is the one rendered.
-    parts = {k: _CPart(emit(nodes[k], j), list(nodes[k].outputs)) for k, j in kind.items()}
-    first = list({j: parts[k] for k, j in reversed(kind.items())}.values())
     library = _build(render_source(first), first)
     if library is None:
         return found
@@ -733,10 +728,4 @@ def compile_nodes(nodes: list[Apply], target: Target = CPU) -> list:
     for k, part in parts.items():
         take = tuple(nodes[k].inputs.index(v) for v in part.segment.inputs)
         found[k] = (_CStep(lib, part, lambda v: -1), take)
-    return found
-    lib = compiler.load_library(library)
-    for part in parts:
-        node = nodes[part.segment.index]
-        take = tuple(node.inputs.index(v) for v in part.segment.inputs)
-        found[part.segment.index] = (_CStep(lib, part, lambda v: -1), take)
     return found

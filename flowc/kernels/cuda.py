@@ -21,10 +21,9 @@ from flowc.kernels.compiled import (
     _CPart,
     _header_digest,
     _plan,
-    _prod_str,
 )
 from flowc.kernels.compiler import CompileError
-from flowc.kernels.render import NodeContext, Segment, Target, Val, copy_into
+from flowc.kernels.render import NodeContext, Segment, Target, Val, _prod, copy_into
 
 __all__ = [
     "CUDA",
@@ -178,7 +177,7 @@ struct flowc_cuda_scratch {
   char* base = nullptr;
   cudaStream_t stream;
   flowc_cuda_scratch(size_t bytes, cudaStream_t s) : stream(s) {
-    if (bytes && cudaMallocAsync((void**)&base, flowc_round64(bytes), s) != cudaSuccess)
+    if (bytes && cudaMallocAsync((void**)&base, bytes, s) != cudaSuccess)
       base = nullptr;
   }
   ~flowc_cuda_scratch() {
@@ -457,7 +456,7 @@ def _render_driver(seg: Segment, outputs: list[Variable], name: str) -> tuple[st
         ct = val.ctype
         ctx.launch(f"// output {k}: a copy", f"{ct}* o{k} = ({ct}*)out{k}->data;")
         strides = _contiguous_strides(val.shape)
-        size = _prod_str(val.shape)
+        size = _prod(val.shape)
         dst = Val(f"o{k}", val.dtype, val.static, "array", val.shape, strides, var, True, size)
         copy_into(ctx, val, dst)
     body += ["// run", *_run_lines(seg.run + ctx.run), "return FLOWC_OK;"]

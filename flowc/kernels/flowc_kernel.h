@@ -485,8 +485,7 @@ struct flowc_scratch {
   char* base = nullptr;
   flowc_arena* arena = nullptr;  // held for this call; null: `base` is this call's own
   flowc_scratch(flowc_arena& a, size_t bytes) {
-    if (!bytes) return;
-    bytes = (bytes + 63) / 64 * 64;
+    if (!bytes) return;  // a sum of flowc_round64 sizes: aligned_alloc takes it as it is
     if (flowc_arena_take(a)) {
       arena = &a;
       if (a.bytes < bytes) {
