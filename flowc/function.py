@@ -125,14 +125,9 @@ def function(
         schedule,
     )
     if memory_budget is not None:
-        from flowc.sched.remat import STRATEGIES as REMAT
+        from flowc.sched.remat import check_budget
 
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
-            raise TypeError(f"memory_budget must be an int (bytes), got {memory_budget!r}")
-        if memory_budget < 0:
-            raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget}")
-        if remat not in REMAT:
-            raise ValueError(f"unknown remat strategy {remat!r}; use one of {sorted(REMAT)}")
+        check_budget(memory_budget, remat)
         spec = dataclasses.replace(spec, memory_budget=memory_budget, remat=remat)
     if profile:
         spec = dataclasses.replace(spec, profile=True)
@@ -480,7 +475,7 @@ class Function:
         (``peak_bytes``, ``lower_bound``, ``ratio``) and the bytes of a plan that keeps
         every value alive.
         """
-        from flowc.sched.memory import fgraph_buffers, infer_shapes, naive_peak, plan_memory
+        from flowc.sched.memory import fgraph_buffers, infer_shapes, plan_memory
 
         values = self._bind(args, kwargs) + [s.get_value(borrow=True) for s in self.shared_inputs]
         if self.plan is None:
@@ -489,9 +484,8 @@ class Function:
             self.fgraph, {v: np.shape(x) for v, x in zip(self.fgraph.inputs, values, strict=True)}
         )
         order = [k.node for k in self.kernels]
-        return plan_memory(**fgraph_buffers(self.fgraph, order, shapes)), naive_peak(
-            self.fgraph, shapes
-        )
+        buffers = fgraph_buffers(self.fgraph, order, shapes)
+        return plan_memory(**buffers), sum(buffers["sizes"].values())  # naive: all kept
 
     def _bind(self, args, kwargs) -> list:
         n = len(self._inputs)

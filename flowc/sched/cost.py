@@ -207,6 +207,9 @@ _CUBIC = {
     "Pinv": 20.0,
 }
 
+# The ops whose cost is their arithmetic, not their bytes (node_flops > 0 for them).
+FLOP_HEAVY = _CONTRACTIONS | frozenset(_CUBIC)
+
 
 def node_flops(node, shapes: dict) -> float:
     """Floating-point operations of ``node``: ``2*m*n*k`` for a GEMM-like contraction,

@@ -15,6 +15,7 @@ import networkx as nx
 
 from flowc.graph.basic import Apply, Constant, clone_get_equiv, io_toposort
 from flowc.graph.fg import FunctionGraph
+from flowc.sched.cost import FLOP_HEAVY
 from flowc.sched.memory import fgraph_buffers, infer_shapes, nbytes, plan_memory
 
 
@@ -55,26 +56,9 @@ class ForwardPass:
 
 
 def is_flop_heavy(node: Apply) -> bool:
-    """Products and factorizations (Dot, MatMul, TensorDot, Gemm, inverse, solve, ...)."""
-    return isinstance(node.op, _heavy_ops())
-
-
-def _heavy_ops() -> tuple:
-    from flowc.tensor import blas, linalg, nlinalg
-
-    return (
-        linalg.Dot,
-        linalg.MatMul,
-        linalg.TensorDot,
-        blas.Gemm,
-        nlinalg.MatrixInverse,
-        nlinalg.Det,
-        nlinalg.SLogDet,
-        nlinalg.Cholesky,
-        nlinalg.Eigh,
-        nlinalg.Solve,
-        nlinalg.Pinv,
-    )
+    """Products and factorizations (Dot, MatMul, TensorDot, Gemm, inverse, solve, ...): the
+    ops the cost model prices by their FLOPs."""
+    return type(node.op).__name__ in FLOP_HEAVY
 
 
 def _is_shape_query(node) -> bool:
@@ -418,6 +402,16 @@ def _build(fgraph, fw, checkpoints, baseline, strategy) -> RematPlan:
     )
 
 
+def check_budget(memory_budget, strategy: str) -> None:
+    """Raise a clear error unless ``memory_budget`` is a byte count and ``strategy`` known."""
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
+        raise TypeError(f"memory_budget must be an int (bytes), got {memory_budget!r}")
+    if memory_budget < 0:
+        raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown remat strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
+
+
 def fit_memory_budget(
     fgraph, memory_budget: int, shapes, strategy: str = "greedy", loss=None, expensive=None
 ) -> RematPlan:
@@ -444,12 +438,7 @@ def fit_memory_budget(
     >>> plan.peak <= 15_000_000 < plan.baseline_peak, len(plan.recomputed)
     (True, 6)
     """
-    if isinstance(memory_budget, bool) or not isinstance(memory_budget, int):
-        raise TypeError(f"memory_budget must be an int (bytes), got {memory_budget!r}")
-    if memory_budget < 0:
-        raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown remat strategy {strategy!r}; use one of {sorted(STRATEGIES)}")
+    check_budget(memory_budget, strategy)
     shapes = infer_shapes(fgraph, shapes)
     order = tuple(remat_order(fgraph))
     baseline = estimate_peak(fgraph, order, shapes)
