@@ -132,23 +132,9 @@ def make_plan(fgraph, kernels, placement=None) -> ExecutionPlan:
     producer's stream and a Wait on the consumer's, once per (value, stream); an
     intermediate is dropped after its last reader when all readers share a stream.
     """
-    slot: dict = {}
-
-    def slot_of(v):
-        return slot.setdefault(v, len(slot))
-
-    input_slots = tuple(slot_of(v) for v in fgraph.inputs)
-    constants = []
-    for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
-        if isinstance(v, Constant) and v not in slot:
-            constants.append((slot_of(v), v.data))
+    slot, slot_of, input_slots, constants = _slots(fgraph, kernels)
     where = {k: (placement or {}).get(k, ("cpu:0", 0)) for k in range(len(kernels))}
     producer = {o: k for k, kern in enumerate(kernels) for o in kern.node.outputs}
-    readers: dict = {}
-    for k, kern in enumerate(kernels):
-        for v in kern.node.inputs:
-            readers.setdefault(v, []).append(k)
-    keep = set(fgraph.inputs) | set(fgraph.outputs)
     programs: dict = {}
     events: dict = {}  # (value, producer stream) -> event id
     waited: set = set()  # (event, consumer stream)
@@ -166,27 +152,74 @@ def make_plan(fgraph, kernels, placement=None) -> ExecutionPlan:
             if (ev, here) not in waited:
                 waited.add((ev, here))
                 steps.append(Wait(ev))
-        frees = tuple(
-            slot_of(v)
-            for v in dict.fromkeys(kern.node.inputs)
-            if v not in keep
-            and not isinstance(v, Constant)
-            and readers[v][-1] == k
-            and all(where[r] == here for r in readers[v])
-        ) + tuple(slot_of(o) for o in kern.node.outputs if o not in readers and o not in keep)
         steps.append(
             Launch(
                 k,
                 tuple(slot_of(v) for v in kern.node.inputs),
                 tuple(slot_of(v) for v in kern.node.outputs),
-                frees,
             )
         )
     outputs = tuple(slot_of(v) for v in fgraph.outputs)
-    streams = tuple(StreamProgram(d, s, tuple(p)) for (d, s), p in sorted(programs.items()))
+    keep = {*input_slots, *outputs, *(s for s, _ in constants)}
+    streams = tuple(
+        StreamProgram(d, s, tuple(p))
+        for (d, s), p in zip(
+            sorted(programs),
+            _with_frees([programs[key] for key in sorted(programs)], keep),
+            strict=True,
+        )
+    )
     if not streams:
         streams = (StreamProgram("cpu:0", 0, ()),)
     return ExecutionPlan(len(slot), input_slots, tuple(constants), outputs, streams, len(events))
+
+
+def _slots(fgraph, kernels):
+    """``(slot, slot_of, input_slots, constants)``: the slot numbering both plan builders
+    start from (inputs first, then the constants kernels read or the graph returns)."""
+    slot: dict = {}
+
+    def slot_of(key):
+        return slot.setdefault(key, len(slot))
+
+    input_slots = tuple(slot_of(v) for v in fgraph.inputs)
+    constants = []
+    for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
+        if isinstance(v, Constant) and v not in slot:
+            constants.append((slot_of(v), v.data))
+    return slot, slot_of, input_slots, constants
+
+
+def _with_frees(programs: list[list], keep: set) -> list[list]:
+    """``programs`` (step lists, one per stream) with each Launch dropping the slots it is
+    the last reader of, where every reader is on its stream (so "last" is certain), and
+    the outputs nobody reads; never a slot in ``keep`` (inputs, outputs, constants)."""
+    readers: dict = {}
+    for p, steps in enumerate(programs):
+        for i, step in enumerate(steps):
+            reads = (
+                step.reads
+                if isinstance(step, Launch)
+                else (step.src,)
+                if isinstance(step, Copy)
+                else ()
+            )
+            for s in dict.fromkeys(reads):
+                readers.setdefault(s, []).append((p, i))
+    frees: dict = {}
+    for s, at in readers.items():
+        if s not in keep and len({p for p, _ in at}) == 1:
+            frees.setdefault(max(at), []).append(s)
+    out = []
+    for p, steps in enumerate(programs):
+        new = []
+        for i, step in enumerate(steps):
+            if isinstance(step, Launch):
+                dead = [s for s in step.writes if s not in readers and s not in keep]
+                step = dataclasses.replace(step, frees=(*frees.get((p, i), ()), *dead))
+            new.append(step)
+        out.append(new)
+    return out
 
 
 def _after(steps, kernel) -> int:
@@ -206,16 +239,7 @@ def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
     """
     from flowc.sched.strategies import schedule_order
 
-    slot: dict = {}
-
-    def slot_of(key):
-        return slot.setdefault(key, len(slot))
-
-    input_slots = tuple(slot_of(v) for v in fgraph.inputs)
-    constants = []
-    for v in [i for k in kernels for i in k.node.inputs] + list(fgraph.outputs):
-        if isinstance(v, Constant) and v not in slot:
-            constants.append((slot_of(v), v.data))
+    slot, slot_of, input_slots, constants = _slots(fgraph, kernels)
     copied = {(n[1], n[2], n[3]): n for n in H if isinstance(n, tuple)}
     producer = {o: k for k, kern in enumerate(kernels) for o in kern.node.outputs}
 
@@ -225,7 +249,7 @@ def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
             return slot_of(("copy", v, dev))
         return slot_of(v)
 
-    programs = []
+    programs, names = [], []
     for (dev, stream), nodes in sorted(schedule_order(H).items(), key=lambda kv: str(kv[0])):
         steps = []
         for n in nodes:
@@ -245,8 +269,14 @@ def plan_from_schedule(fgraph, kernels, H) -> ExecutionPlan:
                 )
             events = sorted({d["event"] for _, _, d in H.out_edges(n, data=True) if "event" in d})
             steps += [Record(e) for e in events]
-        programs.append(StreamProgram(str(dev), stream, tuple(steps)))
+        programs.append(steps)
+        names.append((str(dev), stream))
     outputs = tuple(slot_of(v) for v in fgraph.outputs)
+    keep = {*input_slots, *outputs, *(s for s, _ in constants)}
+    programs = [
+        StreamProgram(d, s, tuple(steps))
+        for (d, s), steps in zip(names, _with_frees(programs, keep), strict=True)
+    ]
     estimates = tuple(
         (
             n if not isinstance(n, tuple) else f"copy {n[1]}.{n[2]} to {n[3]}",

@@ -85,6 +85,32 @@ def test_serial_plan_frees_intermediates():
     assert freed and not freed & outputs
 
 
+@pytest.mark.parametrize("strategy", ["serial", "heft"])
+def test_scheduled_plans_free_what_they_are_done_with(strategy):
+    """Plans built from a schedule drop values as make_plan's do: every intermediate whose
+    readers share a stream is freed once, by its last reader; nothing kept is freed."""
+    from flowc.sched.plan import device_slots, schedule_plan
+
+    fg = _graph()
+    kernels = lower(fg, "py")
+    plan = schedule_plan(fg, kernels, strategy, device_slots("cpu:2", 2))
+    kept = set(plan.output_slots) | set(plan.input_slots) | {s for s, _ in plan.constants}
+    readers, frees = {}, []
+    for p, program in enumerate(plan.streams):
+        for step in program.steps:
+            if isinstance(step, Launch):
+                frees += step.frees
+                for s in step.reads:
+                    readers.setdefault(s, set()).add(p)
+    one_stream = {s for s, ps in readers.items() if len(ps) == 1 and s not in kept}
+    assert one_stream and set(frees) >= one_stream
+    assert len(frees) == len(set(frees)) and not set(frees) & kept
+    want = execute(make_plan(fg, kernels), kernels, [np.ones((2, 3)), np.ones((4, 3))])
+    got = execute(plan, kernels, [np.ones((2, 3)), np.ones((4, 3))])
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w)
+
+
 def test_function_results_do_not_depend_on_the_plan():
     x = T.dvector("x")
     f = flowc.function([x], T.exp(x).sum())
