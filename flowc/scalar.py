@@ -374,7 +374,5 @@ softplus = _def("softplus", 1, _softplus, lambda x, o, gz: [gz * _m().sigmoid(x)
                 dtype_rule="float")
 # fmt: on
 
-# Op categories, kept in one place for the rewrites and the kernel back ends.
+# The comparison functions (their outputs are bool), for the kernel back ends.
 COMPARISONS = frozenset({eq, neq, lt, le, gt, ge})
-LOGICAL = frozenset({and_, or_, xor, invert})
-COMMUTATIVE = frozenset({add, mul, eq, neq, and_, or_, xor, maximum, minimum})

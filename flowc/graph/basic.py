@@ -263,7 +263,7 @@ def clone_get_equiv(
     equiv: dict[Variable, Variable] = dict(replace or {})
     for v in inputs:
         equiv.setdefault(v, v.clone())
-    for node in io_toposort(list(inputs) + list(equiv), outputs):
+    for node in io_toposort(list(equiv), outputs):  # the inputs, and what replaces
         if any(o in equiv for o in node.outputs):
             continue
         new_inputs = [equiv.setdefault(i, i.clone()) for i in node.inputs]

@@ -289,21 +289,19 @@ def _drop(mapping: dict, key, value) -> None:
 
 def destroy_handler(fgraph) -> DestroyHandler:
     """The DestroyHandler attached to ``fgraph``, attaching a new one if there is none."""
-    for f in getattr(fgraph, "_features", ()):
-        if isinstance(f, DestroyHandler):
-            return f
-    handler = DestroyHandler()
-    fgraph.attach_feature(handler)
+    handler = fgraph.get_feature(DestroyHandler)
+    if handler is None:
+        handler = DestroyHandler()
+        fgraph.attach_feature(handler)
     return handler
 
 
 def _handler_for(fgraph) -> DestroyHandler:
     """The attached handler, or a detached one built for a single query."""
-    for f in getattr(fgraph, "_features", ()):
-        if isinstance(f, DestroyHandler):
-            return f
-    handler = DestroyHandler()
-    handler._rebuild(fgraph)
+    handler = fgraph.get_feature(DestroyHandler)
+    if handler is None:
+        handler = DestroyHandler()
+        handler._rebuild(fgraph)
     return handler
 
 

@@ -61,6 +61,10 @@ class FunctionGraph:
         if hasattr(feature, "on_attach"):
             feature.on_attach(self)
 
+    def get_feature(self, cls):
+        """The attached feature of type ``cls``, or None."""
+        return next((f for f in self._features if isinstance(f, cls)), None)
+
     def remove_feature(self, feature) -> None:
         self._features.remove(feature)
         if hasattr(feature, "on_detach"):

@@ -104,7 +104,6 @@ def equilibrium(
     rewriters: list[NodeRewriter],
     max_rewrites: int | None = None,
     name: str = "equilibrium",
-    counts: dict | None = None,
 ):
     """Apply ``rewriters`` until none applies, visiting only nodes that changed.
 
@@ -133,8 +132,6 @@ def equilibrium(
             for rw in rewriters_for(node.op):
                 if apply_rewrite(fgraph, node, rw):
                     done += 1
-                    if counts is not None:
-                        counts[rw.name] = counts.get(rw.name, 0) + 1
                     break
             if done >= limit:
                 warnings.warn(

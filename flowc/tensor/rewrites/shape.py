@@ -77,11 +77,10 @@ def _as_dim(d):
 
 def shape_feature(fgraph) -> ShapeFeature:
     """The ShapeFeature of ``fgraph``, attached on first use."""
-    for f in fgraph._features:
-        if isinstance(f, ShapeFeature):
-            return f
-    f = ShapeFeature()
-    fgraph.attach_feature(f)
+    f = fgraph.get_feature(ShapeFeature)
+    if f is None:
+        f = ShapeFeature()
+        fgraph.attach_feature(f)
     return f
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from flowc.graph.basic import Constant
 from flowc.tensor.elemwise import Elemwise
 
@@ -14,10 +12,6 @@ def scalar_op_of(var_or_node):
     if node is None or not isinstance(getattr(node, "op", None), Elemwise):
         return None
     return node.op.scalar_op
-
-
-def is_elemwise(var, scalar_op) -> bool:
-    return scalar_op_of(var) == scalar_op
 
 
 def constant_value(var):
@@ -53,12 +47,3 @@ def fits(out, new):
     if new.dtype != out.dtype:
         new = math.cast(new, out.dtype)
     return new
-
-
-def same_value_shape(a, b) -> bool:
-    return a.type.shape == b.type.shape and None not in a.type.shape
-
-
-def full_static_size(var):
-    shape = var.type.shape
-    return None if None in shape else int(np.prod(shape, dtype="int64"))
