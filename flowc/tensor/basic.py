@@ -192,16 +192,9 @@ class Alloc(Op):
     def grad(self, inputs, output_grads):
         value, *shape = inputs
         (gz,) = output_grads
-        if value.dtype in DISCRETE_DTYPES:
-            return [None] + [None] * len(shape)
-        from flowc.tensor import math, reduction
+        from flowc.tensor.elemwise import _sum_to_input
 
-        lead = gz.ndim - value.ndim
-        g = reduction.sum(gz, axis=tuple(range(lead))) if lead else gz
-        axes = tuple(a for a, b in enumerate(value.broadcastable) if b and not g.broadcastable[a])
-        if axes:
-            g = reduction.sum(g, axis=axes, keepdims=True)
-        return [math.cast(g, value.dtype) if g.dtype != value.dtype else g] + [None] * len(shape)
+        return [_sum_to_input(gz, value)] + [None] * len(shape)
 
     def R_op(self, inputs, eval_points):
         if eval_points[0] is None:

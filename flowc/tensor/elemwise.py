@@ -212,7 +212,9 @@ def _check_runtime_broadcast(node, inputs):
 
 
 def _sum_to_input(g, x):
-    """Sum the gradient ``g`` over the dims that ``x`` was broadcast along."""
+    """The gradient ``g`` as ``x``'s: summed over the leading dims ``x`` lacks and the dims
+    it was broadcast along (static 1), in ``x``'s dtype and static shape; None for an
+    integer ``x``."""
     if g is None:
         return None
     if x.dtype in DISCRETE_DTYPES:
@@ -220,6 +222,8 @@ def _sum_to_input(g, x):
     from flowc.tensor import math, reduction
 
     g = as_tensor_variable(g)
+    if g.ndim > x.ndim:
+        g = reduction.sum(g, axis=tuple(range(g.ndim - x.ndim)))
     axes = tuple(
         a
         for a, (xb, gb) in enumerate(zip(x.broadcastable, g.broadcastable, strict=True))

@@ -11,8 +11,8 @@ import numbers
 import numpy as np
 
 from flowc.graph.basic import Apply, Op
-from flowc.graph.type import DISCRETE_DTYPES, TensorType
-from flowc.tensor.elemwise import broadcast_static_shape, dimshuffle
+from flowc.graph.type import TensorType
+from flowc.tensor.elemwise import _sum_to_input, broadcast_static_shape, dimshuffle
 from flowc.tensor.var import as_tensor_variable
 
 
@@ -27,30 +27,6 @@ def _fmt(shape) -> str:
 
 def _result_dtype(a, b) -> str:
     return np.result_type(a.dtype, b.dtype).name
-
-
-def _grad_like(g, x):
-    """``g`` as the gradient of ``x``: None for integer ``x``, else its dtype and static shape."""
-    if g is None or x.dtype in DISCRETE_DTYPES:
-        return None
-    from flowc.tensor import math
-    from flowc.tensor.basic import specify_shape
-
-    if g.dtype != x.dtype:
-        g = math.cast(g, x.dtype)
-    return specify_shape(g, x.type.shape)
-
-
-def _sum_to(g, x):
-    """Sum ``g`` over the dims where ``x`` (of the same ndim) was broadcast (static 1)."""
-    from flowc.tensor import reduction
-
-    axes = tuple(
-        a
-        for a, (xs, gs) in enumerate(zip(x.type.shape, g.type.shape, strict=True))
-        if xs == 1 and gs != 1
-    )
-    return reduction.sum(g, axis=axes, keepdims=True) if axes else g
 
 
 def _add_terms(terms):
@@ -122,7 +98,7 @@ class Dot(Op):
             ga, gb = dot(b, gz), _outer_vectors(a, gz)
         else:
             ga, gb = dot(gz, b.T), dot(a.T, gz)
-        return [_grad_like(ga, a), _grad_like(gb, b)]
+        return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
     def R_op(self, inputs, eval_points):
         a, b = inputs
@@ -212,9 +188,9 @@ class MatMul(Op):
     def grad(self, inputs, output_grads):
         a, b = inputs
         (gz,) = output_grads
-        ga = _sum_to(matmul(gz, _swap_last(b)), a)
-        gb = _sum_to(matmul(_swap_last(a), gz), b)
-        return [_grad_like(ga, a), _grad_like(gb, b)]
+        ga = matmul(gz, _swap_last(b))
+        gb = matmul(_swap_last(a), gz)
+        return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
     def R_op(self, inputs, eval_points):
         a, b = inputs
@@ -323,7 +299,7 @@ class TensorDot(Op):
         pos_b = {j: nsum + k for k, j in enumerate(free_b)}
         pos_b.update({j: sorted_a.index(i) for i, j in zip(self.axes_a, self.axes_b, strict=True)})
         gb = dimshuffle(raw_b, [pos_b[j] for j in range(b.ndim)])
-        return [_grad_like(ga, a), _grad_like(gb, b)]
+        return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
     def R_op(self, inputs, eval_points):
         a, b = inputs

@@ -11,8 +11,8 @@ import numpy as np
 
 from flowc.graph.basic import Apply, Constant, Op
 from flowc.graph.type import COMPLEX_DTYPES, DISCRETE_DTYPES, TensorType
-from flowc.tensor.elemwise import dimshuffle
-from flowc.tensor.linalg import _fmt, _grad_like, _swap_last, dot, matmul, outer
+from flowc.tensor.elemwise import _sum_to_input, dimshuffle
+from flowc.tensor.linalg import _fmt, _swap_last, dot, matmul, outer
 from flowc.tensor.var import as_tensor_variable
 
 LinAlgError = np.linalg.LinAlgError  # a ValueError subclass
@@ -101,7 +101,7 @@ class _Tril(Op):
         return [input_shapes[0]]
 
     def grad(self, inputs, output_grads):
-        return [_grad_like(self(output_grads[0]), inputs[0])]
+        return [_sum_to_input(self(output_grads[0]), inputs[0])]
 
     def R_op(self, inputs, eval_points):
         return [None if eval_points[0] is None else self(eval_points[0])]
@@ -138,7 +138,7 @@ class MatrixInverse(Op):
         _real_grad(self, x)
         xinv_t = _swap_last(self(x))
         # d(X^-1) = -X^-1 dX X^-1, so the gradient is -X^-T gz X^-T.
-        return [_grad_like(-matmul(matmul(xinv_t, gz), xinv_t), x)]
+        return [_sum_to_input(-matmul(matmul(xinv_t, gz), xinv_t), x)]
 
     def R_op(self, inputs, eval_points):
         (x,) = inputs
@@ -183,7 +183,7 @@ class Det(Op):
         _real_grad(self, x)
         # d det(X) = det(X) tr(X^-1 dX): the gradient is gz det(X) X^-T (X must be invertible).
         g = _last2(gz * self(x)) * _swap_last(matrix_inverse(x))
-        return [_grad_like(g, x)]
+        return [_sum_to_input(g, x)]
 
 
 def det(x):
@@ -220,7 +220,7 @@ class SLogDet(Op):
         _, g_logabs = output_grads
         _real_grad(self, x)
         # The sign is piecewise constant; d log|det X| = tr(X^-1 dX).
-        return [_grad_like(_last2(g_logabs) * _swap_last(matrix_inverse(x)), x)]
+        return [_sum_to_input(_last2(g_logabs) * _swap_last(matrix_inverse(x)), x)]
 
 
 def slogdet(x):
@@ -262,7 +262,7 @@ class Cholesky(Op):
         m = matmul(_swap_last(chol), gl)
         phi = 0.5 * (_Tril(0)(m) + _Tril(-1)(m))
         s = matmul(matmul(_swap_last(linv), phi), linv)
-        return [_grad_like(_lower_form(s), x)]
+        return [_sum_to_input(_lower_form(s), x)]
 
 
 def cholesky(x):
@@ -317,7 +317,7 @@ class Eigh(Op):
         inner = f * matmul(vt, gv)
         s = matmul(v * dimshuffle(gw, (*range(nd - 1), "x", nd - 1)), vt)
         s = s + matmul(matmul(v, inner), vt)
-        return [_grad_like(_lower_form(s), x)]
+        return [_sum_to_input(_lower_form(s), x)]
 
 
 def eigh(x):
@@ -370,7 +370,7 @@ class Solve(Op):
         x = self(a, b)
         gb = self(a.T, gx)  # x = a^-1 b: gb = a^-T gx
         ga = -outer(gb, x) if b.ndim == 1 else -dot(gb, x.T)
-        return [_grad_like(ga, a), _grad_like(gb, b)]
+        return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
 
 def solve(a, b):
@@ -412,7 +412,7 @@ class Pinv(Op):
         term2 = gt_xxt - matmul(matmul(a, x), gt_xxt)
         xtx_gt = matmul(xtx, gt)
         term3 = xtx_gt - matmul(xtx_gt, matmul(x, a))
-        return [_grad_like(term1 + term2 + term3, a)]
+        return [_sum_to_input(term1 + term2 + term3, a)]
 
 
 def pinv(x):
@@ -448,7 +448,7 @@ class ExtractDiag(Op):
         from flowc.tensor.basic import shape_tuple
 
         (x,) = inputs
-        return [_grad_like(AllocDiag()(output_grads[0], *shape_tuple(x)), x)]
+        return [_sum_to_input(AllocDiag()(output_grads[0], *shape_tuple(x)), x)]
 
     def R_op(self, inputs, eval_points):
         return [None if eval_points[0] is None else self(eval_points[0])]
@@ -513,7 +513,7 @@ class AllocDiag(Op):
 
     def grad(self, inputs, output_grads):
         v, *shape = inputs
-        return [_grad_like(ExtractDiag()(output_grads[0]), v)] + [None] * len(shape)
+        return [_sum_to_input(ExtractDiag()(output_grads[0]), v)] + [None] * len(shape)
 
     def R_op(self, inputs, eval_points):
         if eval_points[0] is None:

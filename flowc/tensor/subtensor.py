@@ -10,8 +10,8 @@ import numpy as np
 from flowc.graph.basic import Apply, Constant, Op, Variable
 from flowc.graph.type import DISCRETE_DTYPES, INT_DTYPES, TensorType
 from flowc.tensor import math, reduction
-from flowc.tensor.basic import Shape, Shape_i, specify_shape, zeros_like
-from flowc.tensor.elemwise import broadcast_static_shape
+from flowc.tensor.basic import Shape, Shape_i, zeros_like
+from flowc.tensor.elemwise import _sum_to_input, broadcast_static_shape
 from flowc.tensor.var import TensorConstant, as_tensor_variable, constant
 
 # An op's ``idx_list`` is the static structure of an index, one entry per item:
@@ -479,23 +479,6 @@ def _check_value_shape(what, y, target) -> None:
             )
 
 
-def _sum_to_value(g, y):
-    """The gradient ``g`` of the indexed region summed over the dims ``y`` was broadcast on."""
-    lead = g.ndim - y.ndim
-    if lead:
-        g = reduction.sum(g, axis=tuple(range(lead)))
-    axes = tuple(
-        a
-        for a, (ys, gs) in enumerate(zip(y.type.shape, g.type.shape, strict=True))
-        if ys == 1 and gs != 1
-    )
-    if axes:
-        g = reduction.sum(g, axis=axes, keepdims=True)
-    if g.dtype != y.dtype:
-        g = math.cast(g, y.dtype)
-    return specify_shape(g, y.type.shape)
-
-
 class IncSubtensor(Op):
     """A copy of ``x`` with ``y`` added to (or, with ``set_instead_of_inc``, put in) the
     region ``x[idx]`` of basic indexing.
@@ -572,7 +555,7 @@ class IncSubtensor(Op):
                 gx = gz
         if y.dtype not in DISCRETE_DTYPES:
             sub = (AdvancedSubtensor if self.advanced else Subtensor)(self.idx_list)
-            gy = _sum_to_value(sub(gz, *index), y)
+            gy = _sum_to_input(sub(gz, *index), y)
         return [gx, gy] + [None] * len(index)
 
     def R_op(self, inputs, eval_points):
