@@ -12,7 +12,7 @@ import numpy as np
 
 from flowc import scalar as ps
 from flowc.graph.basic import Apply, Op
-from flowc.graph.type import DISCRETE_DTYPES, TensorType
+from flowc.graph.type import DISCRETE_DTYPES, TensorType, _fmt_shape
 from flowc.tensor.var import TensorConstant, as_tensor_variable, constant
 
 
@@ -23,7 +23,7 @@ def broadcast_static_shape(shapes: list[tuple], what="inputs") -> tuple:
         known = {d for d in dims if d is not None and d != 1}
         if len(known) > 1:
             raise ValueError(
-                f"{what}: static shapes {[_fmt(s) for s in shapes]} do not broadcast "
+                f"{what}: static shapes {[_fmt_shape(s) for s in shapes]} do not broadcast "
                 f"(dim {axis} has sizes {sorted(known)})"
             )
         if known:
@@ -33,10 +33,6 @@ def broadcast_static_shape(shapes: list[tuple], what="inputs") -> tuple:
         else:
             out.append(None)
     return tuple(out)
-
-
-def _fmt(shape):
-    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
 
 
 class Elemwise(Op):
