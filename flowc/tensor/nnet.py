@@ -232,47 +232,62 @@ def to_one_hot(y, nb_class, dtype=None):
     return OneHot(config.floatX if dtype is None else dtype)(y, nb_class)
 
 
-class CrossentropyCategorical1Hot(Op):
-    """``-log(coding_dist[i, labels[i]])`` per row: the cross-entropy with integer labels."""
+class RowLabelLoss(Op):
+    """A loss per row of an (n, k) float matrix given n integer labels: what such ops share
+    (their checks, shape and ``perform`` frame). A subclass names itself (``what``, the
+    matrix ``x_name``, what its rows hold) and computes ``_per_row(x, labels)``."""
 
-    def make_node(self, coding_dist, labels):
-        coding = as_tensor_variable(coding_dist)
-        if coding.dtype not in FLOAT_DTYPES:
+    __props__ = ()
+    what = x_name = rows_of = ""
+
+    def make_node(self, x, labels):
+        x = as_tensor_variable(x)
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.what}: {self.x_name} must be of a float dtype, got {x.type}")
+        if x.ndim != 2:
             raise TypeError(
-                f"categorical_crossentropy: coding_dist must be of a float dtype, got {coding.type}"
+                f"{self.what}: {self.x_name} must be a matrix (rows of {self.rows_of}), "
+                f"got {x.ndim} dims"
             )
-        if coding.ndim != 2:
-            raise TypeError(
-                f"categorical_crossentropy: with integer labels, coding_dist must "
-                f"be a matrix (rows of class probabilities), got {coding.ndim} dims"
-            )
-        labels = _int_labels(labels, "categorical_crossentropy")
-        n_rows, n_labels = coding.type.shape[0], labels.type.shape[0]
+        labels = _int_labels(labels, self.what)
+        n_rows, n_labels = x.type.shape[0], labels.type.shape[0]
         if n_rows is not None and n_labels is not None and n_rows != n_labels:
             raise ValueError(
-                f"categorical_crossentropy: coding_dist has {n_rows} rows but "
-                f"there are {n_labels} labels"
+                f"{self.what}: {self.x_name} has {n_rows} rows but there are {n_labels} labels"
             )
         if isinstance(labels, Constant):
             # Known labels are checked now, against the class count where it is static.
-            _check_labels(labels.data, coding.type.shape[1], "categorical_crossentropy")
-        out = TensorType(coding.dtype, (n_rows if n_rows is not None else n_labels,))()
-        return Apply(self, [coding, labels], [out])
+            _check_labels(labels.data, x.type.shape[1], self.what)
+        out = TensorType(x.dtype, (n_rows if n_rows is not None else n_labels,))()
+        return Apply(self, [x, labels], [out])
 
     def perform(self, node, inputs, output_storage):
-        coding, labels = inputs
-        if labels.shape[0] != coding.shape[0]:
+        x, labels = inputs
+        if labels.shape[0] != x.shape[0]:
             raise ValueError(
-                f"categorical_crossentropy: coding_dist has {coding.shape[0]} rows "
+                f"{self.what}: {self.x_name} has {x.shape[0]} rows "
                 f"but there are {labels.shape[0]} labels"
             )
-        _check_labels(labels, coding.shape[1], "categorical_crossentropy")
+        _check_labels(labels, x.shape[1], self.what)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = -np.log(coding[np.arange(coding.shape[0]), labels])
+            out = self._per_row(x, labels)
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
+
+    def _per_row(self, x, labels):
+        raise NotImplementedError
 
     def infer_shape(self, fgraph, node, input_shapes):
         return [(input_shapes[0][0],)]
+
+
+class CrossentropyCategorical1Hot(RowLabelLoss):
+    """``-log(coding_dist[i, labels[i]])`` per row: the cross-entropy with integer labels."""
+
+    what, x_name = "categorical_crossentropy", "coding_dist"
+    rows_of = "class probabilities, one per integer label"
+
+    def _per_row(self, coding, labels):
+        return -np.log(coding[np.arange(coding.shape[0]), labels])
 
     def grad(self, inputs, output_grads):
         coding, labels = inputs
