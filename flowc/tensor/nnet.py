@@ -42,13 +42,14 @@ def _shift(x, axes):
     return np.where(np.isfinite(m), m, 0).astype(x.dtype)
 
 
-class Softmax(Op):
-    """``exp(x) / sum(exp(x))`` along ``axis`` (None: over all elements), max-shifted."""
+class _AlongAxis(Op):
+    """A float op of one input along one ``axis`` (None: all elements), output shaped as its
+    input: the frame Softmax and LogSoftmax share."""
 
     __props__ = ("axis",)
 
     def __init__(self, axis=-1):
-        self.axis = _check_axis_arg(axis, "Softmax")
+        self.axis = _check_axis_arg(axis, type(self).__name__)
 
     def make_node(self, x):
         x = as_tensor_variable(x)
@@ -57,6 +58,22 @@ class Softmax(Op):
         reduction.normalize_axis(self.axis, x.ndim, what=f"{self} axis")
         return Apply(self, [x], [x.type()])
 
+    def infer_shape(self, fgraph, node, input_shapes):
+        return [input_shapes[0]]
+
+
+def _along_axis(cls, x, axis, what):
+    """``cls(axis)(x)`` for the user-facing function ``what``, with its checks."""
+    x = _float_input(x, what)
+    axis = _check_axis_arg(axis, what)
+    if axis is not None:
+        (axis,) = reduction.normalize_axis(axis, x.ndim, what=f"{what} axis")
+    return cls(axis)(x)
+
+
+class Softmax(_AlongAxis):
+    """``exp(x) / sum(exp(x))`` along ``axis`` (None: over all elements), max-shifted."""
+
     def perform(self, node, inputs, output_storage):
         (x,) = inputs
         axes = reduction.normalize_axis(self.axis, x.ndim)
@@ -64,9 +81,6 @@ class Softmax(Op):
             e = np.exp(x - _shift(x, axes))
             out = e / np.sum(e, axis=axes, keepdims=True)
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [input_shapes[0]]
 
     def grad(self, inputs, output_grads):
         (x,) = inputs
@@ -85,27 +99,11 @@ class Softmax(Op):
 
 def softmax(x, axis=-1):
     """The softmax of ``x`` along ``axis`` (default the last; None: all elements)."""
-    x = _float_input(x, "softmax")
-    axis = _check_axis_arg(axis, "softmax")
-    if axis is not None:
-        (axis,) = reduction.normalize_axis(axis, x.ndim, what="softmax axis")
-    return Softmax(axis)(x)
+    return _along_axis(Softmax, x, axis, "softmax")
 
 
-class LogSoftmax(Op):
+class LogSoftmax(_AlongAxis):
     """``x - log(sum(exp(x)))`` along ``axis`` (None: all elements), max-shifted."""
-
-    __props__ = ("axis",)
-
-    def __init__(self, axis=-1):
-        self.axis = _check_axis_arg(axis, "LogSoftmax")
-
-    def make_node(self, x):
-        x = as_tensor_variable(x)
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self}: x must be of a float dtype, got {x.type}")
-        reduction.normalize_axis(self.axis, x.ndim, what=f"{self} axis")
-        return Apply(self, [x], [x.type()])
 
     def perform(self, node, inputs, output_storage):
         (x,) = inputs
@@ -114,9 +112,6 @@ class LogSoftmax(Op):
             xm = x - _shift(x, axes)
             out = xm - np.log(np.sum(np.exp(xm), axis=axes, keepdims=True))
         output_storage[0][0] = np.asarray(out, dtype=node.outputs[0].dtype)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [input_shapes[0]]
 
     def grad(self, inputs, output_grads):
         (x,) = inputs
@@ -135,11 +130,7 @@ class LogSoftmax(Op):
 
 def logsoftmax(x, axis=-1):
     """``log(softmax(x))`` along ``axis``, computed without overflow or log(0)."""
-    x = _float_input(x, "logsoftmax")
-    axis = _check_axis_arg(axis, "logsoftmax")
-    if axis is not None:
-        (axis,) = reduction.normalize_axis(axis, x.ndim, what="logsoftmax axis")
-    return LogSoftmax(axis)(x)
+    return _along_axis(LogSoftmax, x, axis, "logsoftmax")
 
 
 log_softmax = logsoftmax  # PyTensor's spelling
