@@ -48,7 +48,18 @@ def _outer_vectors(x, y):
     return dimshuffle(x, (0, "x")) * dimshuffle(y, ("x", 0))
 
 
-class Dot(Op):
+class _Bilinear(Op):
+    """A product of its two inputs, linear in each: ``R_op`` is the product rule."""
+
+    def R_op(self, inputs, eval_points):
+        a, b = inputs
+        va, vb = eval_points
+        return [
+            _add_terms([None if va is None else self(va, b), None if vb is None else self(a, vb)])
+        ]
+
+
+class Dot(_Bilinear):
     """``np.dot`` of two vectors or matrices: inner product, matrix-vector or matrix product.
 
     Both inputs are 1-d or 2-d; ``dot()`` sends scalars to ``mul`` and higher ranks to
@@ -100,13 +111,6 @@ class Dot(Op):
             ga, gb = dot(gz, b.T), dot(a.T, gz)
         return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
-    def R_op(self, inputs, eval_points):
-        a, b = inputs
-        va, vb = eval_points
-        return [
-            _add_terms([None if va is None else dot(va, b), None if vb is None else dot(a, vb)])
-        ]
-
 
 def dot(a, b):
     """``np.dot(a, b)``: scalars multiply, vectors and matrices take inner/matrix products,
@@ -127,7 +131,7 @@ def dot(a, b):
     return TensorDot((a.ndim - 1,), (max(b.ndim - 2, 0),))(a, b)
 
 
-class MatMul(Op):
+class MatMul(_Bilinear):
     """``np.matmul`` of stacks of matrices (both inputs at least 2-d).
 
     The leading (batch) dims broadcast where a static size is 1; an input of fewer dims
@@ -192,13 +196,6 @@ class MatMul(Op):
         gb = matmul(_swap_last(a), gz)
         return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
 
-    def R_op(self, inputs, eval_points):
-        a, b = inputs
-        va, vb = eval_points
-        return [
-            _add_terms([None if va is None else self(va, b), None if vb is None else self(a, vb)])
-        ]
-
 
 def matmul(a, b):
     """``a @ b`` as ``np.matmul``: matrix products broadcast over leading dims; a 1-d ``a``
@@ -223,7 +220,7 @@ def matmul(a, b):
     return out
 
 
-class TensorDot(Op):
+class TensorDot(_Bilinear):
     """``np.tensordot(a, b, (axes_a, axes_b))``: sum the products over paired axes.
 
     The output has the remaining axes of ``a`` then those of ``b``, each in order.
@@ -300,13 +297,6 @@ class TensorDot(Op):
         pos_b.update({j: sorted_a.index(i) for i, j in zip(self.axes_a, self.axes_b, strict=True)})
         gb = dimshuffle(raw_b, [pos_b[j] for j in range(b.ndim)])
         return [_sum_to_input(ga, a), _sum_to_input(gb, b)]
-
-    def R_op(self, inputs, eval_points):
-        a, b = inputs
-        va, vb = eval_points
-        return [
-            _add_terms([None if va is None else self(va, b), None if vb is None else self(a, vb)])
-        ]
 
 
 def _normalize_axes(axes, ndim, what):
