@@ -208,15 +208,21 @@ def strategy_heft(G: nx.DiGraph, slots, *, comm_cost=None, seed=0) -> nx.DiGraph
     >>> makespan(H), H.nodes["b"]["slot"], H.nodes["c"]["slot"]
     (4.0, ('cpu', 0), ('cpu', 1))
     """
+    return _heft(G, slots, comm_cost, pinned=False)
+
+
+def _heft(G, slots, comm_cost, pinned: bool) -> nx.DiGraph:
+    """HEFT's ranking and placement; ``pinned``: nodes with a ``pin`` stay where it says."""
     _check_graph(G)
     slots = _check_slots(slots)
     comm = comm_cost or transfer_time
+    allowed = {n: _pinned(G, n, slots) if pinned and "pin" in G.nodes[n] else slots for n in G}
     rank = upward_rank(G, slots, comm_cost=comm)
     pos = _positions(G)
     # Decreasing rank is a topological order whenever costs are positive; the position
     # tie-break keeps it one when zero-cost nodes tie with their successors.
     order = sorted(G, key=lambda n: (-_key(rank[n]), pos[n]))
-    return _list_schedule(G, slots, order, lambda n: slots, comm, "heft")
+    return _list_schedule(G, slots, order, allowed.__getitem__, comm, "user" if pinned else "heft")
 
 
 def _pinned(G, n, slots) -> list:
@@ -242,14 +248,7 @@ def strategy_user(G: nx.DiGraph, slots, *, comm_cost=None, seed=0) -> nx.DiGraph
     >>> H.nodes["a"]["device"], H.nodes["b"]["device"]
     ('cpu:0', 'cpu:1')
     """
-    _check_graph(G)
-    slots = _check_slots(slots)
-    comm = comm_cost or transfer_time
-    allowed = {n: _pinned(G, n, slots) if "pin" in G.nodes[n] else slots for n in G}
-    rank = upward_rank(G, slots, comm_cost=comm)
-    pos = _positions(G)
-    order = sorted(G, key=lambda n: (-_key(rank[n]), pos[n]))
-    return _list_schedule(G, slots, order, allowed.__getitem__, comm, "user")
+    return _heft(G, slots, comm_cost, pinned=True)
 
 
 def strategy_critical_path(G: nx.DiGraph, slots, *, comm_cost=None, seed=0) -> nx.DiGraph:
